@@ -1,0 +1,16 @@
+"""The `plus-ultra` typer application: the only place commands are registered.
+
+Command modules import their heavy dependencies inside the command functions, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="plus-ultra",
+    help="SQLite candles -> validated panel -> features -> models -> PPO -> honest walk-forward.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)

@@ -1,0 +1,260 @@
+"""Typed, frozen experiment configuration.
+
+One YAML file holds every section of an experiment (data, regimes, features, windows, costs,
+model, pretrain, train, rl, walkforward, tracking, service, automation). It is parsed into frozen
+pydantic models: an unknown key, a wrong type or a value out of range is a `ConfigError` that
+names the dotted key and the file. Dotted overrides (``model.depth=4``) are applied before
+validation, their values parsed as YAML scalars.
+
+Each section belongs to the room that reads it; a room adds fields to its own section only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from plus_ultra_ml.errors import PlusUltraError
+
+
+class ConfigError(PlusUltraError):
+    """A config file or override is invalid; the message names the key and the fix."""
+
+
+class Section(BaseModel):
+    """Base for every config section: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+class DataConfig(Section):
+    """Where the candles are and which slice of them an experiment uses."""
+
+    db_path: str = "data/fixture.db"  # relative paths resolve against the working directory
+    symbols: tuple[str, ...] | None = None  # None: every symbol in `assets`/`series`
+    start: str | None = None  # inclusive ISO timestamp (UTC), None: from the first bar
+    end: str | None = None  # inclusive ISO timestamp (UTC), None: to the last bar
+    freq: str | None = None  # expected bar spacing ("15min", "1h", "1D"); None: inferred
+    ffill_limit: int = Field(0, ge=0)  # max consecutive missing bars forward-filled; never back-filled
+    include_indicators: bool = True  # pivot `indicators` into `ind__<name>` columns
+    jump_threshold: float = Field(0.4, gt=0)  # |log close-to-close| above this is a warning
+    busy_timeout_s: float = Field(10.0, gt=0)  # wait this long for a writer's lock
+
+
+class FixtureConfig(Section):
+    """The built-in synthetic market the README demo and tests use (`plus-ultra fixture`)."""
+
+    symbols: tuple[str, ...] = ("SPY", "QQQ", "IWM", "EFA")
+    rows: int = Field(20_000, ge=500)
+    freq: Literal["15min", "1h", "1D"] = "15min"
+    alt_features: int = Field(2, ge=1)
+    seed: int = 7
+
+
+class RegimeConfig(Section):
+    """Causal regime labels: thresholds from the past only (expanding or rolling)."""
+
+    vol_window: int = Field(20, ge=2)  # bars in the realised-volatility estimate
+    liquidity_window: int = Field(20, ge=2)  # bars in the dollar-volume average
+    trend_window: int = Field(50, ge=2)  # bars in the trend slope (log-price drift / vol)
+    min_history: int = Field(200, ge=10)  # past bars a threshold needs; before that: unlabelled
+    lookback: int | None = Field(None, ge=10)  # None: expanding thresholds; N: last N bars only
+    low_quantile: float = Field(1 / 3, gt=0, lt=1)
+    high_quantile: float = Field(2 / 3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegimeConfig:
+        if not self.low_quantile < self.high_quantile:
+            raise ValueError("regimes.low_quantile must be below regimes.high_quantile")
+        return self
+
+
+class FeaturesConfig(Section):
+    """Which registry features to compute."""
+
+    families: tuple[str, ...] | None = None  # None: every default family
+    include: tuple[str, ...] | None = None  # explicit feature names (overrides families)
+    exclude: tuple[str, ...] = ()
+    alpha158: bool = False  # the Alpha158-style family is opt-in (slow on CPU)
+    strict: bool = False  # raise on a feature whose inputs are missing instead of skipping it
+
+
+class WindowsConfig(Section):
+    """Training windows and the time-ordered, purged segment split shared by every stage."""
+
+    window: int = Field(64, ge=2)  # bars per input window (T)
+    horizon: int = Field(5, ge=1)  # forward-return horizons 1..H
+    stride: int = Field(1, ge=1)
+    embargo: int | None = Field(None, ge=0)  # gap between segments; None: window + horizon
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)  # held-out tail the production model reports on
+
+    @property
+    def effective_embargo(self) -> int:
+        minimum = self.window + self.horizon
+        return minimum if self.embargo is None else max(self.embargo, minimum)
+
+
+class CostConfig(Section):
+    """Trading costs, shared by the PnL objective, the backtester and the RL environment."""
+
+    transaction_bps: float = Field(1.0, ge=0)  # per unit of |position change|
+    slippage_bps: float = Field(0.5, ge=0)  # per unit of |position change|
+    holding_bps: float = Field(0.0, ge=0)  # per bar, per unit of |position|
+
+
+class ModelConfig(Section):
+    """Backbone architecture by registry name, its own parameters, and the heads."""
+
+    architecture: str = "hybrid_transformer"
+    backbone: dict[str, Any] = Field(default_factory=dict)  # validated by the architecture's config
+    quantiles: tuple[float, ...] = ()  # extra quantile outputs of the forecast head
+    symbol_embedding_dim: int = Field(8, ge=0)
+
+
+class PretrainConfig(Section):
+    objective: Literal["masked", "contrastive"] = "masked"
+    epochs: int = Field(1, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    mask_prob: float = Field(0.25, gt=0, lt=1)
+    temperature: float = Field(0.1, gt=0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = Field(0, ge=0)
+
+
+class RLConfig(Section):
+    updates: int = Field(10, ge=1)
+    steps_per_rollout: int = Field(128, ge=1)
+    n_envs: int = Field(32, ge=1)
+
+
+class WalkForwardConfig(Section):
+    mode: Literal["expanding", "sliding"] = "expanding"
+    n_folds: int = Field(3, ge=1)
+    test_bars: int = Field(1000, ge=1)
+    val_bars: int = Field(500, ge=1)
+    train_bars: int | None = Field(None, ge=1)  # sliding mode only; None: expanding
+
+
+class TrackingConfig(Section):
+    mode: Literal["offline", "disabled", "online"] = "offline"
+    project: str = "plus-ultra"
+
+
+class ServiceConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key_env: str = "PLUS_ULTRA_API_KEY"
+    max_symbols: int = Field(64, ge=1)
+
+
+class AutomationConfig(Section):
+    nightly_cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    retrain_on_new_candles: bool = False
+
+
+class ExperimentConfig(Section):
+    """The whole experiment: every section, each with defaults."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    fixture: FixtureConfig = FixtureConfig()
+    regimes: RegimeConfig = RegimeConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    windows: WindowsConfig = WindowsConfig()
+    costs: CostConfig = CostConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    train: TrainConfig = TrainConfig()
+    rl: RLConfig = RLConfig()
+    walkforward: WalkForwardConfig = WalkForwardConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    service: ServiceConfig = ServiceConfig()
+    automation: AutomationConfig = AutomationConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the resolved config (order-independent)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+def _apply_override(tree: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    dotted, raw = override.split("=", 1)
+    keys = [k for k in dotted.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override {override!r} has an empty key")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {key!r} is a value, not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _explain(error: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}' (remove it or check its spelling)")
+        else:
+            lines.append(f"'{key}': {item['msg']} (got {item.get('input')!r})")
+    return ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines))
+
+
+def config_from_dict(
+    tree: Mapping[str, Any], overrides: Iterable[str] = (), source: str = "<dict>"
+) -> ExperimentConfig:
+    merged: dict[str, Any] = json.loads(json.dumps(dict(tree)))  # deep copy of plain data
+    for override in overrides:
+        _apply_override(merged, override)
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as error:
+        raise _explain(error, source) from None
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read an experiment YAML and apply ``section.key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (presets live in configs/)")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
+    return config_from_dict(tree, overrides, source=str(path))
