@@ -1,0 +1,316 @@
+"""Bring real candles into the contract: CSV / Parquet files or a DataFrame -> SQLite.
+
+Source columns are matched to the contract by name (``Date``, ``Adj Close``, ``Ticker`` style
+headers are recognised; ``column_map`` overrides). Naive source times are read in
+``timezone`` and stored in UTC. With ``adjust_column`` (an adjusted close), open/high/low/close
+are scaled by adjusted/raw close and volume by its inverse, which removes split and dividend jumps.
+
+Writing is one transaction, after the incoming rows pass the same rules `validate` applies: a bad
+row rejects the whole batch with the report, and nothing is written. Upserts are idempotent:
+re-running an ingest changes nothing. ``append_only`` keeps only candles newer than the last one
+stored for each symbol, which is what new candles look like to the sensor.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytz
+
+from plus_ultra_ml.data import rules
+from plus_ultra_ml.data.schema import OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
+from plus_ultra_ml.data.store import check_database_file, detect_timestamp_encoding
+from plus_ultra_ml.data.validate import ValidationReport
+from plus_ultra_ml.errors import DataContractError, PlusUltraError
+
+log = logging.getLogger(__name__)
+
+# lower-cased, separator-free source header -> contract column
+KNOWN_HEADERS: dict[str, str] = {
+    "date": "timestamp", "datetime": "timestamp", "time": "timestamp", "timestamp": "timestamp",
+    "ts": "timestamp", "open": "open", "high": "high", "low": "low", "close": "close",
+    "volume": "volume", "vol": "volume", "vwap": "vwap", "turnover": "turnover",
+    "symbol": "symbol", "ticker": "symbol", "adjclose": "adj_close",
+}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How source columns map onto the contract and how times and prices are interpreted."""
+
+    symbol: str | None = None  # for single-symbol sources without a symbol column (default: file stem)
+    column_map: Mapping[str, str] = field(default_factory=dict)  # source header -> contract column
+    timezone: str = "UTC"  # zone of naive source timestamps
+    adjust_column: str | None = None  # e.g. "Adj Close": scale OHLC (and volume) by adjusted/raw close
+    indicator_columns: tuple[str, ...] = ()  # extra numeric columns stored in `indicators`
+    append_only: bool = False  # keep only candles newer than the last stored one per symbol
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    inserted: int
+    updated: int
+    unchanged: int
+    skipped_not_newer: int
+    symbols_added: tuple[str, ...]
+    indicator_rows: int
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+
+# --------------------------------------------------------------------------------------------
+# reading and normalising sources
+# --------------------------------------------------------------------------------------------
+def read_source(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise PlusUltraError(f"source file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt", ".gz"):
+        return pd.read_csv(path)
+    raise PlusUltraError(f"source file {path}: unsupported type {suffix!r}; use .csv or .parquet")
+
+
+def _normalise_header(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "frame") -> pd.DataFrame:
+    """Rename, localise and adjust a source frame into contract columns (no validation yet)."""
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame.copy()
+    explicit = {src: dst for src, dst in options.column_map.items()}
+    adjust_key = options.adjust_column
+    renames: dict[str, str] = {}
+    for column in frame.columns:
+        if column in explicit:
+            renames[column] = explicit[column]
+        elif adjust_key is not None and column == adjust_key:
+            renames[column] = "adj_close"
+        elif (target := KNOWN_HEADERS.get(_normalise_header(column))) is not None:
+            renames[column] = target
+    frame = frame.rename(columns=renames)
+    if frame.columns.duplicated().any():
+        dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise PlusUltraError(f"{source}: several source columns map to {dupes}; pass an explicit column map")
+    if "symbol" not in frame:
+        if options.symbol is None:
+            raise PlusUltraError(f"{source}: no symbol column; pass --symbol (one file per symbol) or --symbol-column")
+        frame["symbol"] = options.symbol
+    missing = [c for c in ("timestamp", *OHLCV_COLUMNS) if c not in frame]
+    if missing:
+        raise PlusUltraError(
+            f"{source}: no column for {missing} (columns are {list(frame.columns)}); map them with "
+            "--map SOURCE=CONTRACT, e.g. --map 'Adj Close=close'"
+        )
+    if adjust_key is not None and "adj_close" not in frame:
+        raise PlusUltraError(f"{source}: adjust column {adjust_key!r} not found in {list(frame.columns)}")
+    out = pd.DataFrame({"row": np.arange(len(frame)) + 2 if source.endswith(".csv") else np.arange(len(frame))})
+    out["symbol"] = frame["symbol"].astype("string")
+    out["timestamp_raw"] = frame["timestamp"].astype(object).to_numpy()
+    for column in (*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in frame)):
+        out[column] = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+    for column in options.indicator_columns:
+        if column not in frame:
+            raise PlusUltraError(f"{source}: indicator column {column!r} not found")
+        out[f"indicator:{column}"] = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+    if adjust_key is not None:
+        factor = pd.to_numeric(frame["adj_close"], errors="coerce").to_numpy(dtype=float) / out["close"].to_numpy()
+        for column in ("open", "high", "low", "close", *(c for c in ("vwap",) if c in out)):
+            out[column] = out[column] * factor
+        out["volume"] = out["volume"] / factor
+    return out
+
+
+def _localise(raw: pd.Series, timezone: str) -> pd.Series:
+    """Naive datetimes / naive ISO text are in `timezone`; produce ISO text with an explicit offset."""
+    values = raw
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.DatetimeIndex(values)
+    else:
+        text = values.astype("string")
+        if text.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).all():
+            return raw  # epoch numbers are UTC by definition
+        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
+        if not isinstance(stamps, pd.DatetimeIndex):
+            stamps = pd.DatetimeIndex(stamps)
+    if stamps.tz is None:
+        try:
+            stamps = stamps.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+        except (pytz.exceptions.Error, ValueError) as error:  # unknown zone, DST gap or overlap
+            raise PlusUltraError(
+                f"timestamps cannot be localised to {timezone!r}: {error!r}; pass a valid --timezone, "
+                "or store UTC times in the source"
+            ) from None
+    out = pd.Series(stamps.tz_convert("UTC").strftime(TIMESTAMP_FORMAT), index=raw.index, dtype=object)
+    out[pd.isna(stamps)] = raw[pd.isna(stamps)]  # keep unparseable values so validation can show them
+    return out
+
+
+def check_rows(frame: pd.DataFrame, source: str) -> ValidationReport:
+    """The validation rules applied to incoming rows (before anything is written)."""
+    report = ValidationReport(source=source)
+    frame["timestamp"], time_issues = rules.parse_timestamp_column(frame["timestamp_raw"], "series", frame["row"])
+    report.issues += time_issues
+    report.issues += rules.missing_value_issues(frame, ["symbol", "timestamp_raw", *OHLCV_COLUMNS], "series")
+    report.issues += rules.duplicate_issues(frame, ["symbol", "timestamp"], "series")
+    report.issues += rules.candle_value_issues(frame, "series")
+    valid = frame[frame["timestamp"].notna()]
+    report.issues += rules.jump_issues(valid, 0.4, "series")
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+def _encode_times(stamps: pd.Series, encoding_kind: str) -> list:
+    if encoding_kind == "epoch_s":
+        return (pd.DatetimeIndex(stamps).asi8 // 10**9).tolist()
+    if encoding_kind == "epoch_ms":
+        return (pd.DatetimeIndex(stamps).asi8 // 10**6).tolist()
+    return pd.DatetimeIndex(stamps).strftime(TIMESTAMP_FORMAT).tolist()
+
+
+def _last_stored(connection: sqlite3.Connection, encoding_kind: str) -> dict[str, pd.Timestamp]:
+    rows = connection.execute("SELECT symbol, max(timestamp) FROM series GROUP BY symbol").fetchall()
+    out = {}
+    for symbol, value in rows:
+        if encoding_kind == "epoch_s":
+            out[symbol] = pd.Timestamp(int(value), unit="s", tz="UTC")
+        elif encoding_kind == "epoch_ms":
+            out[symbol] = pd.Timestamp(int(value), unit="ms", tz="UTC")
+        else:
+            out[symbol] = pd.Timestamp(value).tz_convert("UTC") if pd.Timestamp(value).tzinfo else pd.Timestamp(value, tz="UTC")
+    return out
+
+
+def prepare_rows(frame: pd.DataFrame, options: IngestOptions, source: str) -> pd.DataFrame:
+    """Map, localise and check a source frame; raise with the report if any row breaks a rule."""
+    rows = to_contract(frame, options, source)
+    rows["timestamp_raw"] = _localise(pd.Series(rows["timestamp_raw"]), options.timezone)
+    report = check_rows(rows, source)
+    if report.errors:
+        raise DataContractError(f"ingest rejected {source}; nothing was written.\n{report.summary()}", report)
+    return rows
+
+
+def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]], append_only: bool) -> list[IngestResult]:
+    """Upsert checked batches in ONE transaction: all of them are written, or none."""
+    db_path = Path(db_path)
+    if db_path.exists():
+        check_database_file(db_path)
+    connection = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+    results = []
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        create_schema(connection)
+        has_rows = connection.execute("SELECT 1 FROM series LIMIT 1").fetchone() is not None
+        encoding = detect_timestamp_encoding(connection, "series").kind if has_rows else "iso_canonical"
+        if encoding == "iso_other":
+            raise PlusUltraError(
+                f"{db_path}: table series stores times as non-canonical ISO text; ingest writes "
+                f"{TIMESTAMP_FORMAT!r} and will not mix notations. Migrate the table first."
+            )
+        last = _last_stored(connection, encoding) if append_only and has_rows else {}
+        for source, rows in batches:
+            skipped = 0
+            if last:
+                floor = pd.Timestamp.min.tz_localize("UTC")
+                cutoff = pd.DatetimeIndex(rows["symbol"].astype(str).map(lambda s: last.get(s, floor)))
+                newer = (pd.DatetimeIndex(rows["timestamp"]) > cutoff)
+                skipped = int((~newer).sum())
+                rows = rows[np.asarray(newer)]
+            results.append(_upsert(connection, rows, encoding, skipped))
+            log.info("ingested %s into %s: %s", source, db_path, results[-1])
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    finally:
+        connection.close()
+    return results
+
+
+def ingest_frame(db_path: str | Path, frame: pd.DataFrame, options: IngestOptions = IngestOptions(),
+                 source: str = "frame") -> IngestResult:
+    """Validate `frame` and upsert it into the database at `db_path` (created if absent)."""
+    return write_rows(db_path, [(source, prepare_rows(frame, options, source))], options.append_only)[0]
+
+
+def _upsert(connection: sqlite3.Connection, rows: pd.DataFrame, encoding: str, skipped: int) -> IngestResult:
+    before_assets = {s for (s,) in connection.execute("SELECT symbol FROM assets")}
+    symbols = sorted(set(rows["symbol"].astype(str)))
+    connection.executemany("INSERT OR IGNORE INTO assets(symbol) VALUES (?)", [(s,) for s in symbols])
+    value_columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in rows)]
+    times = _encode_times(rows["timestamp"], encoding)
+    payload = list(zip(times, rows["symbol"].astype(str), *(rows[c].astype(float).tolist() for c in value_columns), strict=True))
+    columns = ", ".join(["timestamp", "symbol", *value_columns])
+    updates = ", ".join(f"{c} = excluded.{c}" for c in value_columns)
+    differs = " OR ".join(f"series.{c} IS NOT excluded.{c}" for c in value_columns)
+    existing = _count_existing(connection, times, rows["symbol"].astype(str).tolist())
+    changes_before = connection.total_changes
+    connection.executemany(
+        f"INSERT INTO series({columns}) VALUES ({', '.join('?' for _ in range(len(value_columns) + 2))}) "
+        f"ON CONFLICT(timestamp, symbol) DO UPDATE SET {updates} WHERE {differs}",
+        payload,
+    )
+    changed = connection.total_changes - changes_before
+    inserted = len(payload) - existing
+    indicator_rows = 0
+    for column in [c for c in rows.columns if c.startswith("indicator:")]:
+        name = column.split(":", 1)[1]
+        keep = rows[column].notna().to_numpy()
+        data = list(zip(np.asarray(times, dtype=object)[keep].tolist(), rows["symbol"].astype(str)[keep], [name] * int(keep.sum()),
+                        rows.loc[keep, column].tolist(), strict=True))
+        connection.executemany(
+            "INSERT INTO indicators(timestamp, symbol, name, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(timestamp, symbol, name) DO UPDATE SET value = excluded.value WHERE indicators.value IS NOT excluded.value",
+            data,
+        )
+        indicator_rows += len(data)
+    return IngestResult(
+        inserted=inserted,
+        updated=changed - inserted,
+        unchanged=existing - (changed - inserted),
+        skipped_not_newer=skipped,
+        symbols_added=tuple(s for s in symbols if s not in before_assets),
+        indicator_rows=indicator_rows,
+    )
+
+
+def _count_existing(connection: sqlite3.Connection, times: list, symbols: list[str]) -> int:
+    """How many (timestamp, symbol) keys of the batch are already stored (one indexed probe each)."""
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS _incoming(timestamp, symbol)")
+    connection.execute("DELETE FROM _incoming")
+    connection.executemany("INSERT INTO _incoming VALUES (?, ?)", list(zip(times, symbols, strict=True)))
+    (count,) = connection.execute(
+        "SELECT count(*) FROM _incoming i JOIN series s ON s.timestamp = i.timestamp AND s.symbol = i.symbol"
+    ).fetchone()
+    return int(count)
+
+
+def ingest_files(db_path: str | Path, paths: Sequence[str | Path], options: IngestOptions = IngestOptions()) -> list[IngestResult]:
+    """Ingest several files in one transaction; every file is checked before anything is written.
+
+    A file without a symbol column takes `options.symbol`, or else its upper-cased file stem.
+    """
+    batches = []
+    for path in paths:
+        frame = read_source(path)
+        has_symbol = any(KNOWN_HEADERS.get(_normalise_header(c)) == "symbol" or options.column_map.get(c) == "symbol"
+                         for c in frame.columns)
+        per_file = options
+        if options.symbol is None and not has_symbol:
+            per_file = replace(options, symbol=Path(path).stem.upper())
+        batches.append((str(path), prepare_rows(frame, per_file, str(path))))
+    return write_rows(db_path, batches, options.append_only)

@@ -1,0 +1,337 @@
+"""Read-only access to the user's SQLite database, and the panel loader.
+
+The user's file is opened with a ``file:...?mode=ro`` URI: nothing here can write to it. Reads go
+through the Arrow-native ADBC SQLite driver (Apache Arrow project), which returns columnar batches
+straight from SQLite; see benchmarks/bench_load.py for its speed against ``pandas.read_sql``.
+
+Before any query the file itself is checked, so a missing path, a directory, an empty or
+truncated file, something that is not SQLite, or a database locked by a writer each produce one
+clear `DatabaseUnreadableError`, never a driver traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from plus_ultra_ml.data.schema import (
+    INDICATOR_PREFIX,
+    OHLCV_COLUMNS,
+    OPTIONAL_SERIES_COLUMNS,
+    PANEL_INDEX,
+    TIMESTAMP_FORMAT,
+)
+from plus_ultra_ml.errors import DatabaseUnreadableError, DataContractError
+
+log = logging.getLogger(__name__)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# ADBC infers a column's Arrow type from its first batch; a batch of NULLs followed by REALs (or
+# INTEGER volumes followed by REAL ones) would be a type mismatch. Numeric columns are therefore
+# read as `float_sql(column)`: always REAL, with NULL and non-numeric storage mapped to this
+# sentinel, which `sentinel_to_nan` turns back into NaN. No real price or volume is -DBL_MAX.
+NULL_SENTINEL = float(np.finfo(np.float64).min)
+
+
+def float_sql(column: str) -> str:
+    quoted = f'"{column}"'
+    return (
+        f"IFNULL(CASE WHEN typeof({quoted}) IN ('real', 'integer') THEN CAST({quoted} AS REAL) END, "
+        f"{NULL_SENTINEL!r}) AS {quoted}"
+    )
+
+
+def sentinel_to_nan(values: np.ndarray) -> np.ndarray:
+    values = np.array(values, dtype=np.float64, copy=True)
+    values[values == NULL_SENTINEL] = np.nan
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# opening the file
+# --------------------------------------------------------------------------------------------
+def check_database_file(path: str | Path) -> Path:
+    """Check that `path` is a complete SQLite file before a driver touches it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatabaseUnreadableError(
+            f"database {path} does not exist; build one with `plus-ultra fixture {path}` "
+            "or `plus-ultra ingest`, or fix data.db_path"
+        )
+    if path.is_dir():
+        raise DatabaseUnreadableError(f"database path {path} is a directory, not a SQLite file")
+    size = path.stat().st_size
+    if size == 0:
+        raise DatabaseUnreadableError(
+            f"database {path} is empty (0 bytes); build one with `plus-ultra fixture` or `plus-ultra ingest`"
+        )
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(SQLITE_MAGIC):
+        raise DatabaseUnreadableError(
+            f"{path} is not a SQLite database (it starts with {header[:16]!r}, not 'SQLite format 3')"
+        )
+    if len(header) < 100:
+        raise DatabaseUnreadableError(f"database {path} is truncated: its 100-byte header is incomplete")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter = int.from_bytes(header[24:28], "big")
+    page_count = int.from_bytes(header[28:32], "big")
+    valid_for = int.from_bytes(header[92:96], "big")
+    if page_count and valid_for == change_counter and size < page_count * page_size:
+        raise DatabaseUnreadableError(
+            f"database {path} is truncated: its header promises {page_count * page_size} bytes "
+            f"but the file has {size}; restore it from the source or rebuild it"
+        )
+    return path
+
+
+def readonly_uri(path: str | Path) -> str:
+    return f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+
+
+def _explain_sqlite_error(path: Path, error: Exception) -> DatabaseUnreadableError:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return DatabaseUnreadableError(
+            f"database {path} is locked by another process writing to it; retry when the write "
+            "finishes, or raise data.busy_timeout_s"
+        )
+    if "malformed" in text or "not a database" in text or "disk image" in text:
+        return DatabaseUnreadableError(f"database {path} is corrupt or truncated ({text}); restore or rebuild it")
+    return DatabaseUnreadableError(f"cannot read database {path}: {text}")
+
+
+@contextmanager
+def connect_readonly(path: str | Path, timeout_s: float = 10.0) -> Iterator[sqlite3.Connection]:
+    """A read-only sqlite3 connection to a checked file; driver errors become user errors."""
+    path = check_database_file(path)
+    try:
+        connection = sqlite3.connect(readonly_uri(path), uri=True, timeout=timeout_s)
+    except sqlite3.Error as error:
+        raise _explain_sqlite_error(path, error) from None
+    try:
+        connection.execute("PRAGMA query_only = ON")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # forces the header read
+        yield connection
+    except sqlite3.Error as error:
+        raise _explain_sqlite_error(path, error) from None
+    finally:
+        connection.close()
+
+
+def list_tables(connection: sqlite3.Connection) -> set[str]:
+    rows = connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+    return {name for (name,) in rows}
+
+
+def table_columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")').fetchall()]
+
+
+def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: float = 10.0) -> pa.Table:
+    """Run a read-only query through ADBC and return an Arrow table."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    path = check_database_file(path)
+    try:
+        with adbc.connect(readonly_uri(path)) as connection, connection.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+            cursor.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            cursor.execute(query, parameters=list(params) if params else None)
+            return cursor.fetch_arrow_table()
+    except Exception as error:  # ADBC raises its own hierarchy; re-raised as user errors
+        text = str(error)
+        if "type" in text.lower() and ("mismatch" in text.lower() or "column" in text.lower()):
+            raise DataContractError(
+                f"database {path}: a column holds mixed types ({text}); run `plus-ultra validate {path}`"
+            ) from None
+        raise _explain_sqlite_error(path, error) from None
+
+
+# --------------------------------------------------------------------------------------------
+# timestamps
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TimestampEncoding:
+    """How a table stores its times: our ISO text, other ISO text, or integer epochs."""
+
+    kind: str  # "iso_canonical" | "iso_other" | "epoch_s" | "epoch_ms"
+
+    def sql_bound(self, value: pd.Timestamp) -> str | int | None:
+        """`value` in the table's own encoding, for index-friendly range filters (None: filter later)."""
+        if self.kind == "iso_canonical":
+            return value.strftime(TIMESTAMP_FORMAT)
+        if self.kind == "epoch_s":
+            return int(value.timestamp())
+        if self.kind == "epoch_ms":
+            return int(value.timestamp() * 1000)
+        return None
+
+
+def detect_timestamp_encoding(connection: sqlite3.Connection, table: str) -> TimestampEncoding:
+    row = connection.execute(f'SELECT timestamp, typeof(timestamp) FROM "{table}" LIMIT 1').fetchone()
+    if row is None:
+        return TimestampEncoding("iso_canonical")
+    value, storage = row
+    if storage in ("integer", "real"):
+        return TimestampEncoding("epoch_ms" if abs(float(value)) > 1e11 else "epoch_s")
+    text = str(value)
+    try:
+        pd.Timestamp(text)
+    except ValueError:
+        raise DataContractError(
+            f"table {table}: column timestamp holds {text!r}, which is not an ISO-8601 time or an "
+            "epoch; store ISO text (2024-01-02T09:30:00Z) or integer epoch seconds"
+        ) from None
+    canonical = len(text) == 20 and text.endswith("Z") and text[10] == "T"
+    return TimestampEncoding("iso_canonical" if canonical else "iso_other")
+
+
+def parse_timestamps(values: pa.ChunkedArray | pa.Array, encoding: TimestampEncoding, table: str) -> pd.DatetimeIndex:
+    """Arrow timestamps column -> tz-aware UTC DatetimeIndex (ns)."""
+    if encoding.kind in ("epoch_s", "epoch_ms"):
+        unit = "s" if encoding.kind == "epoch_s" else "ms"
+        as_int = pc.cast(values, pa.int64()).to_numpy()
+        return pd.DatetimeIndex(pd.to_datetime(as_int, unit=unit, utc=True))
+    try:  # Arrow parses canonical ISO text in C; other ISO variants go through pandas
+        parsed = pc.cast(values, pa.timestamp("ns", tz="UTC"))
+        return pd.DatetimeIndex(parsed.to_pandas())
+    except pa.ArrowInvalid:
+        pass
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(values.to_pandas(), format="ISO8601", utc=True))
+    except (ValueError, TypeError) as error:
+        raise DataContractError(
+            f"table {table}: column timestamp has values that are not ISO-8601 times ({error}); "
+            f"run `plus-ultra validate` to list them"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# the panel
+# --------------------------------------------------------------------------------------------
+def _to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _where_clause(
+    symbols: Sequence[str] | None,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    encoding: TimestampEncoding,
+) -> tuple[str, list]:
+    clauses, params = [], []
+    if symbols:
+        clauses.append(f"symbol IN ({', '.join('?' for _ in symbols)})")
+        params.extend(symbols)
+    for bound, op in ((start, ">="), (end, "<=")):
+        if bound is not None and (sql_value := encoding.sql_bound(bound)) is not None:
+            clauses.append(f"timestamp {op} ?")
+            params.append(sql_value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def sorted_categorical(values: pa.ChunkedArray) -> pd.Categorical:
+    """Arrow strings -> pandas Categorical whose categories are sorted (so sorting is alphabetical)."""
+    encoded = pc.cast(values, pa.string()).dictionary_encode().combine_chunks()
+    names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(rank[codes], names[order].tolist())
+
+
+def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, value_columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({column: sentinel_to_nan(table[column].to_numpy()) for column in value_columns})
+    frame.index = pd.MultiIndex.from_arrays(
+        [sorted_categorical(table["symbol"]), parse_timestamps(table["timestamp"], encoding, name)],
+        names=list(PANEL_INDEX),
+    )
+    return frame
+
+
+def _pivot_indicators(
+    path: Path, where: str, params: list, encoding: TimestampEncoding, timeout_s: float
+) -> pd.DataFrame:
+    query = f"SELECT symbol, timestamp, name, {float_sql('value')} FROM indicators{where}"
+    table = read_arrow(path, query, params, timeout_s)
+    if table.num_rows == 0:
+        return pd.DataFrame()
+    long = _frame_from_arrow(table, encoding, "indicators", ["value"])
+    long["name"] = sorted_categorical(pc.binary_join_element_wise(INDICATOR_PREFIX, table["name"], ""))
+    long = long.set_index("name", append=True)
+    if long.index.has_duplicates:
+        raise DataContractError(
+            "table indicators has duplicate (symbol, timestamp, name) rows; run `plus-ultra validate` to list them"
+        )
+    wide = long["value"].unstack("name")
+    wide.columns = wide.columns.astype(str)
+    return wide.sort_index(axis=1)
+
+
+def load_panel(
+    db_path: str | Path,
+    symbols: Sequence[str] | None = None,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    include_indicators: bool = True,
+    timeout_s: float = 10.0,
+) -> pd.DataFrame:
+    """Load the (symbol, timestamp) panel of candles (and pivoted indicators) read-only.
+
+    Returns the panel described in docs/architecture.md. Range filters run in SQL on the
+    (symbol, timestamp) index when the stored encoding allows it, otherwise after the read.
+    """
+    path = check_database_file(db_path)
+    start_ts, end_ts = _to_utc(start), _to_utc(end)
+    with connect_readonly(path, timeout_s) as connection:
+        tables = {name.lower() for name in list_tables(connection)}
+        if "series" not in tables:
+            raise DataContractError(f"database {path} has no table 'series'; run `plus-ultra validate {path}`")
+        present = set(table_columns(connection, "series"))
+        missing = [c for c in ("timestamp", "symbol", *OHLCV_COLUMNS) if c not in present]
+        if missing:
+            raise DataContractError(f"table series lacks column(s) {missing}; run `plus-ultra validate {path}`")
+        encoding = detect_timestamp_encoding(connection, "series")
+        has_indicators = include_indicators and "indicators" in tables
+        ind_encoding = detect_timestamp_encoding(connection, "indicators") if has_indicators else encoding
+    value_columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
+    where, params = _where_clause(symbols, start_ts, end_ts, encoding)
+    select = ", ".join(["symbol", "timestamp", *(float_sql(c) for c in value_columns)])
+    order = " ORDER BY symbol, timestamp" if encoding.kind != "iso_other" else ""
+    table = read_arrow(path, f"SELECT {select} FROM series{where}{order}", params, timeout_s)
+    panel = _frame_from_arrow(table, encoding, "series", value_columns)
+    empty_optional = [c for c in OPTIONAL_SERIES_COLUMNS if c in panel and panel[c].isna().all()]
+    panel = panel.drop(columns=empty_optional)  # optional columns the database never filled
+    if has_indicators:
+        ind_where, ind_params = _where_clause(symbols, start_ts, end_ts, ind_encoding)
+        wide = _pivot_indicators(path, ind_where, ind_params, ind_encoding, timeout_s)
+        if not wide.empty:
+            panel = panel.join(wide, how="left")  # left join: indicators never add or multiply rows
+    timestamps = panel.index.get_level_values("timestamp")
+    keep = np.ones(len(panel), dtype=bool)
+    if start_ts is not None:
+        keep &= timestamps >= start_ts
+    if end_ts is not None:
+        keep &= timestamps <= end_ts
+    if not keep.all():
+        panel = panel[keep]
+    if not panel.index.is_monotonic_increasing:
+        panel = panel.sort_index()
+    log.info("loaded panel from %s: %d rows, %d columns", path, len(panel), panel.shape[1])
+    return panel
