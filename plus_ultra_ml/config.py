@@ -54,10 +54,30 @@ class FixtureConfig(Section):
     """The built-in synthetic market the README demo and tests use (`plus-ultra fixture`)."""
 
     symbols: tuple[str, ...] = ("SPY", "QQQ", "IWM", "EFA")
-    rows: int = Field(20_000, ge=500)
-    freq: Literal["15min", "1h", "1D"] = "15min"
+    rows: int = Field(20_000, ge=500)  # bars per symbol
+    freq: Literal["15min", "1h", "1D"] = "15min"  # intraday: 24/7 grid; 1D: business days
     alt_features: int = Field(2, ge=1)
     seed: int = 7
+    start: str = "2020-01-01T00:00:00Z"  # first bar (UTC)
+    # The planted signal (equations in plus_ultra_ml/data/fixture.py).
+    alt_ic: float = Field(0.05, gt=0, lt=0.5)  # Pearson IC of alt_0[t] vs the return t -> t+1, per symbol
+    alt_persistence: float = Field(0.95, ge=0, lt=1)  # AR(1) coefficient of the alt factor
+    trend_drift: float = Field(0.03, ge=0, lt=0.5)  # drift per bar in up/down regimes, in bar-vol units
+    momentum: float = Field(0.04, ge=0, lt=0.5)  # momentum coefficient: +m when trending, -m when flat
+    momentum_persistence: float = Field(0.95, ge=0, lt=1)  # AR(1) coefficient of the momentum state
+    market_correlation: float = Field(0.5, ge=0, lt=1)  # share of shock variance from the common factor
+    vol_regime_bars: float = Field(800, ge=2)  # mean duration of a volatility regime (bars)
+    trend_regime_bars: float = Field(400, ge=2)  # mean duration of a trend regime (bars)
+
+    @model_validator(mode="after")
+    def _distinct_symbols(self) -> FixtureConfig:
+        if not self.symbols:
+            raise ValueError("fixture.symbols must name at least one symbol")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"fixture.symbols has duplicates: {list(self.symbols)}")
+        if any(not symbol.strip() or symbol != symbol.strip() for symbol in self.symbols):
+            raise ValueError(f"fixture.symbols must be non-empty names without spaces: {list(self.symbols)}")
+        return self
 
 
 class RegimeConfig(Section):

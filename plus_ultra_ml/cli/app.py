@@ -14,3 +14,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+from plus_ultra_ml.cli import fixture_commands  # noqa: E402  (light: heavy imports live in the command)
+
+app.command("fixture", context_settings={"allow_extra_args": True})(fixture_commands.fixture)
