@@ -96,7 +96,6 @@ BASE_VOLUME_RANGE = (1e5, 5e6)  # per-symbol typical volume per bar, log-uniform
 GAP_SCALE = {"15min": 0.05, "1h": 0.05, "1D": 0.3}  # open vs previous close, in bar-vol units
 WICK_SCALE = 0.5  # high/low excursion beyond the body, in bar-vol units
 ALT_1_LOADING = 0.5  # alt_1 = 0.5 a + sqrt(0.75) z
-BPS = 1e-4
 
 TRUTH_TABLE_DDL = """
     CREATE TABLE IF NOT EXISTS fixture_truth (
@@ -349,18 +348,19 @@ def _ic(signal: np.ndarray, close: np.ndarray, symbols: tuple[str, ...]) -> tupl
     return pooled, {s: _pearson(head[:, j], forward[:, j]) for j, s in enumerate(symbols)}
 
 
-def _sign_strategy_pnl(positions: np.ndarray, close: np.ndarray, costs: CostConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Gross and net per-bar PnL (T-1, N) of positions (T, N) under docs/architecture.md's convention.
+def _strategy_pnl(positions: np.ndarray, close: np.ndarray, costs: CostConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Gross and net per-decision-bar PnL (T-1, N) of positions (T, N), via objectives.pnl.
 
-    A local implementation: plus_ultra_ml/objectives/pnl.py did not exist when this was written.
+    The last bar is dropped: its position has no next bar to earn on.
     """
-    forward = close[1:] / close[:-1] - 1  # (T-1, N): r[t+1] for t < T-1
-    held = positions[:-1]  # the last bar's position has no next bar to earn on
-    previous = np.concatenate([np.zeros_like(held[:1]), held[:-1]])  # p[-1] = 0
-    gross = held * forward
-    cost = (costs.transaction_bps + costs.slippage_bps) * BPS * np.abs(held - previous)
-    cost = cost + costs.holding_bps * BPS * np.abs(held)
-    return gross, gross - cost
+    from plus_ultra_ml.objectives.pnl import next_bar_returns_numpy, position_pnl_numpy
+
+    paths = np.ascontiguousarray(positions.T)  # (N, T): time on the last axis
+    next_returns = next_bar_returns_numpy(np.ascontiguousarray(close.T))  # (N, T), NaN at T-1
+    free = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
+    gross = position_pnl_numpy(paths, next_returns, free)[:, :-1].T
+    net = position_pnl_numpy(paths, next_returns, costs)[:, :-1].T
+    return gross, net
 
 
 def _sharpe(pnl: np.ndarray, bars_per_year: float) -> float:
@@ -374,7 +374,7 @@ def _measure(market: _Market, cfg: FixtureConfig, costs: CostConfig) -> FixtureT
     alt_ic, alt_ic_by_symbol = {}, {}
     for k in range(cfg.alt_features):
         alt_ic[f"alt_{k}"], alt_ic_by_symbol[f"alt_{k}"] = _ic(market.alts[:, :, k], market.close, symbols)
-    gross, net = _sign_strategy_pnl(np.sign(market.oracle), market.close, costs)
+    gross, net = _strategy_pnl(np.sign(market.oracle), market.close, costs)
     by_symbol = {
         s: {"gross": _sharpe(gross[:, j], market.bars_per_year), "net": _sharpe(net[:, j], market.bars_per_year)}
         for j, s in enumerate(symbols)

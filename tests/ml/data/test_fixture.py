@@ -91,6 +91,27 @@ def test_alt_0_ic_is_the_configured_one_on_a_large_sample():
     forward = market.close[1:] / market.close[:-1] - 1
     per_symbol = [np.corrcoef(market.alts[:-1, j, 0], forward[:, j])[0, 1] for j in range(len(cfg.symbols))]
     assert np.mean(per_symbol) == pytest.approx(cfg.alt_ic, abs=0.006)
+    # The oracle is the conditional mean, so it is calibrated: regressing r[t+1] on it gives slope 1.
+    oracle = market.oracle[:-1].ravel()
+    slope = np.cov(oracle, forward.ravel())[0, 1] / oracle.var(ddof=1)
+    assert slope == pytest.approx(1.0, abs=0.06)
+
+
+def test_alt_0_leads_by_exactly_one_bar():
+    """Without persistence the timing is sharp: alt_0[t] predicts the bar t -> t+1 and no other."""
+    cfg = FixtureConfig(rows=200_000, alt_features=1, seed=4, alt_persistence=0.0, momentum_persistence=0.0)
+    market = fixture_module._simulate(cfg)
+    returns = market.close[1:] / market.close[:-1] - 1  # returns[t] is the bar t -> t+1
+    alt = market.alts[:, :, 0]
+
+    def ic(lag: int) -> float:  # alt_0[t] vs the bar t+lag -> t+lag+1
+        x = alt[max(0, -lag) : len(returns) - max(0, lag)]
+        y = returns[max(0, lag) : len(returns) + min(0, lag)]
+        return float(np.mean([np.corrcoef(x[:, j], y[:, j])[0, 1] for j in range(x.shape[1])]))
+
+    assert ic(0) == pytest.approx(cfg.alt_ic, abs=0.006)
+    for lag in (-1, 1, 2):
+        assert abs(ic(lag)) < 0.006
 
 
 def test_planted_signal_is_in_the_database(default_panel):
