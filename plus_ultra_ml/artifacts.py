@@ -18,10 +18,11 @@ HOME_ENV = "PLUS_ULTRA_HOME"
 DEFAULT_HOME = ".plus_ultra"
 
 
-def home() -> Path:
-    """The artifacts root (absolute), created on first use."""
+def home(create: bool = True) -> Path:
+    """The artifacts root (absolute); created unless `create` is False."""
     root = Path(os.environ.get(HOME_ENV, DEFAULT_HOME)).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 

@@ -30,6 +30,7 @@ def fixture(
     alt_features: Annotated[int | None, typer.Option(help="alternative-data indicators alt_0..alt_{K-1}")] = None,
     seed: Annotated[int | None, typer.Option(help="same seed, same bytes; " + _DEFAULTS_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace PATH if it exists")] = False,
+    config: Annotated[Path | None, typer.Option(help="experiment YAML whose `fixture` section is the base")] = None,
 ) -> None:
     """Build the synthetic regime-switching market (OHLCV, alt data, truth) into a new database."""
     import time
@@ -37,13 +38,14 @@ def fixture(
     from pydantic import ValidationError
     from rich.table import Table
 
-    from plus_ultra_ml.config import ConfigError, FixtureConfig
+    from plus_ultra_ml.config import ConfigError, FixtureConfig, load_config
     from plus_ultra_ml.data.fixture import build_fixture, fixture_grid
 
     names = _symbols(symbols, ctx.args)
     overrides = {"symbols": names, "rows": rows, "freq": freq, "alt_features": alt_features, "seed": seed}
+    base = load_config(config).fixture.model_dump() if config else {}
     try:
-        cfg = FixtureConfig(**{k: v for k, v in overrides.items() if v is not None})
+        cfg = FixtureConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as error:
         problems = "; ".join(f"--{_option(e['loc'])}: {e['msg']}" for e in error.errors())
         raise ConfigError(f"invalid fixture options: {problems}") from None

@@ -11,9 +11,13 @@ clear `DatabaseUnreadableError`, never a driver traceback.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # read as `float_sql(column)`: always REAL, with NULL and non-numeric storage mapped to this
 # sentinel, which `sentinel_to_nan` turns back into NaN. No real price or volume is -DBL_MAX.
 NULL_SENTINEL = float(np.finfo(np.float64).min)
+READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 def float_sql(column: str) -> str:
@@ -139,8 +144,13 @@ def table_columns(connection: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")').fetchall()]
 
 
+class MixedTypesError(DataContractError):
+    """A column's storage types change part-way (ADBC types a column from its first batch)."""
+
+
 def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: float = 10.0) -> pa.Table:
     """Run a read-only query through ADBC and return an Arrow table."""
+    import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc
 
     path = check_database_file(path)
@@ -150,13 +160,49 @@ def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: f
             cursor.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             cursor.execute(query, parameters=list(params) if params else None)
             return cursor.fetch_arrow_table()
-    except Exception as error:  # ADBC raises its own hierarchy; re-raised as user errors
+    except adbc_driver_manager.Error as error:
         text = str(error)
-        if "type" in text.lower() and ("mismatch" in text.lower() or "column" in text.lower()):
-            raise DataContractError(
+        if "type mismatch" in text.lower():
+            raise MixedTypesError(
                 f"database {path}: a column holds mixed types ({text}); run `plus-ultra validate {path}`"
             ) from None
         raise _explain_sqlite_error(path, error) from None
+
+
+def as_float(values: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow number column as float64 with NaN for NULL and for the NULL sentinel."""
+    floats = pc.cast(values, pa.float64()).fill_null(np.nan).to_numpy()
+    return sentinel_to_nan(floats) if (floats == NULL_SENTINEL).any() else floats
+
+
+def read_numeric(path: Path, keys: Sequence[str], values: Sequence[str], tail: str, params: Sequence,
+                 timeout_s: float) -> pa.Table:
+    """SELECT keys + number columns. Fast path reads the columns as stored; if their storage types
+    change part-way (INTEGER then REAL, a NULL batch then REAL, stray text), the query is re-run with
+    every number normalised by `float_sql` (text -> NaN, which validation reports)."""
+    columns = ", ".join(keys)
+    try:
+        return read_arrow(path, f"SELECT {columns}, {', '.join(values)}{tail}", params, timeout_s)
+    except MixedTypesError:
+        normalised = ", ".join(float_sql(v) for v in values)
+        return read_arrow(path, f"SELECT {columns}, {normalised}{tail}", params, timeout_s)
+
+
+def read_partitioned(path: Path, symbols: Sequence[str], make: Callable[[list[str]], pa.Table],
+                     threads: int = READ_THREADS) -> pa.Table:
+    """Run `make(symbol_group)` over contiguous groups of sorted symbols in parallel threads.
+
+    SQLite serves concurrent read-only connections and ADBC releases the GIL while it fetches, so
+    the groups load side by side; concatenating them in order keeps the (symbol, time) order."""
+    ordered = sorted(symbols)
+    n = max(1, min(threads, len(ordered)))
+    bounds = np.linspace(0, len(ordered), n + 1).astype(int)
+    groups = [ordered[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if len(groups) == 1:
+        return make(groups[0])
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        tables = list(pool.map(make, groups))
+    return pa.concat_tables(tables)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +303,7 @@ def sorted_categorical(values: pa.ChunkedArray) -> pd.Categorical:
 
 
 def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, value_columns: Sequence[str]) -> pd.DataFrame:
-    frame = pd.DataFrame({column: sentinel_to_nan(table[column].to_numpy()) for column in value_columns})
+    frame = pd.DataFrame({column: as_float(table[column]) for column in value_columns})
     frame.index = pd.MultiIndex.from_arrays(
         [sorted_categorical(table["symbol"]), parse_timestamps(table["timestamp"], encoding, name)],
         names=list(PANEL_INDEX),
@@ -268,8 +314,7 @@ def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, v
 def _pivot_indicators(
     path: Path, where: str, params: list, encoding: TimestampEncoding, timeout_s: float
 ) -> pd.DataFrame:
-    query = f"SELECT symbol, timestamp, name, {float_sql('value')} FROM indicators{where}"
-    table = read_arrow(path, query, params, timeout_s)
+    table = read_numeric(path, ["symbol", "timestamp", "name"], ["value"], f" FROM indicators{where}", params, timeout_s)
     if table.num_rows == 0:
         return pd.DataFrame()
     long = _frame_from_arrow(table, encoding, "indicators", ["value"])
@@ -310,11 +355,15 @@ def load_panel(
         encoding = detect_timestamp_encoding(connection, "series")
         has_indicators = include_indicators and "indicators" in tables
         ind_encoding = detect_timestamp_encoding(connection, "indicators") if has_indicators else encoding
+        wanted = list(symbols) if symbols else [s for (s,) in connection.execute("SELECT DISTINCT symbol FROM series")]
     value_columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
-    where, params = _where_clause(symbols, start_ts, end_ts, encoding)
-    select = ", ".join(["symbol", "timestamp", *(float_sql(c) for c in value_columns)])
     order = " ORDER BY symbol, timestamp" if encoding.kind != "iso_other" else ""
-    table = read_arrow(path, f"SELECT {select} FROM series{where}{order}", params, timeout_s)
+
+    def read_group(group: list[str]) -> pa.Table:
+        where, params = _where_clause(group, start_ts, end_ts, encoding)
+        return read_numeric(path, ["symbol", "timestamp"], value_columns, f" FROM series{where}{order}", params, timeout_s)
+
+    table = read_partitioned(path, [str(s) for s in wanted if s is not None], read_group)
     panel = _frame_from_arrow(table, encoding, "series", value_columns)
     empty_optional = [c for c in OPTIONAL_SERIES_COLUMNS if c in panel and panel[c].isna().all()]
     panel = panel.drop(columns=empty_optional)  # optional columns the database never filled
@@ -335,3 +384,23 @@ def load_panel(
         panel = panel.sort_index()
     log.info("loaded panel from %s: %d rows, %d columns", path, len(panel), panel.shape[1])
     return panel
+
+
+# --------------------------------------------------------------------------------------------
+# data version (what the sensor and the observable source watch)
+# --------------------------------------------------------------------------------------------
+def series_summary(db_path: str | Path, timeout_s: float = 10.0) -> dict[str, dict[str, int | str]]:
+    """Per symbol: row count and last stored timestamp (raw), read from the (symbol, timestamp) index."""
+    with connect_readonly(db_path, timeout_s) as connection:
+        if "series" not in list_tables(connection):
+            raise DataContractError(f"database {db_path} has no table 'series'")
+        rows = connection.execute(
+            "SELECT symbol, count(*), max(timestamp) FROM series GROUP BY symbol ORDER BY symbol"
+        ).fetchall()
+    return {str(symbol): {"rows": int(count), "last": str(last)} for symbol, count, last in rows}
+
+
+def data_version(summary: dict[str, dict[str, int | str]]) -> str:
+    """A short, stable version string for a series summary: changes iff any count or last bar does."""
+    blob = json.dumps(summary, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,36 @@
+"""The only wiring point: assets, checks, resources, IO managers, jobs, schedules and sensors.
+
+Environment (read once here, all optional):
+  PLUS_ULTRA_CONFIG  experiment YAML (default configs/smoke.yaml)
+  PLUS_ULTRA_DB      candle database (default: the config's data.db_path)
+  PLUS_ULTRA_HOME    artifacts root (default ./.plus_ultra); frames go to $PLUS_ULTRA_HOME/assets
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from plus_ultra_assets.assets import market
+from plus_ultra_assets.io_managers import ParquetIOManager
+from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_ml.artifacts import home
+
+experiment = ExperimentConfigResource(path=os.environ.get("PLUS_ULTRA_CONFIG", "configs/smoke.yaml"))
+
+production_line = dg.define_asset_job(
+    "production_line",
+    selection=dg.AssetSelection.groups(market.GROUP),
+    description="Validate the database and rebuild every production asset from it.",
+)
+
+defs = dg.Definitions(
+    assets=[market.market_db, market.market_panel, market.regime_labels],
+    jobs=[production_line],
+    resources={
+        "experiment": experiment,
+        "market_database": MarketDatabase(path=os.environ.get("PLUS_ULTRA_DB", ""), experiment=experiment),
+        "parquet_io": ParquetIOManager(base_path=str(home(create=False) / "assets")),
+    },
+)

@@ -1,0 +1,30 @@
+"""Resources: the experiment config and the market database, chosen in definitions.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from plus_ultra_ml.config import ExperimentConfig, load_config
+
+
+class ExperimentConfigResource(dg.ConfigurableResource):
+    """An experiment YAML (configs/*.yaml) plus dotted overrides ("windows.window=16")."""
+
+    path: str = Field(default="configs/smoke.yaml", description="experiment YAML")
+    overrides: list[str] = Field(default_factory=list, description="section.key=value overrides")
+
+    def load(self) -> ExperimentConfig:
+        return load_config(self.path, self.overrides)
+
+
+class MarketDatabase(dg.ConfigurableResource):
+    """The user's candle database, always opened read-only by the pipeline."""
+
+    path: str = Field(default="", description="SQLite file; empty: the experiment's data.db_path")
+    experiment: ExperimentConfigResource
+
+    def resolve(self) -> Path:
+        return Path(self.path or self.experiment.load().data.db_path).expanduser().resolve()

@@ -1,0 +1,37 @@
+"""Dagster-layer fixtures: a small fixture database and resources pointing at temporary folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from plus_ultra_assets.io_managers import ParquetIOManager
+from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_ml.config import FixtureConfig
+from plus_ultra_ml.data.fixture import build_fixture
+
+SMOKE = "configs/smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def small_market(tmp_path_factory):
+    path = tmp_path_factory.mktemp("market") / "fixture.db"
+    build_fixture(path, FixtureConfig(symbols=("AAA", "BBB"), rows=1500, alt_features=2, seed=3))
+    return path
+
+
+@pytest.fixture
+def resources_for(tmp_path, request):
+    """resources_for(db_path, *overrides) -> the resource dict every asset needs."""
+    from pathlib import Path
+
+    root = Path(request.config.rootpath)
+
+    def _make(db_path, *overrides: str) -> dict:
+        experiment = ExperimentConfigResource(path=str(root / SMOKE), overrides=list(overrides))
+        return {
+            "experiment": experiment,
+            "market_database": MarketDatabase(path=str(db_path), experiment=experiment),
+            "parquet_io": ParquetIOManager(base_path=str(tmp_path / "assets")),
+        }
+
+    return _make
