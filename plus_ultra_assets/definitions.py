@@ -12,7 +12,7 @@ import os
 
 import dagster as dg
 
-from plus_ultra_assets.assets import market
+from plus_ultra_assets.assets import features, market
 from plus_ultra_assets.io_managers import ParquetIOManager
 from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.artifacts import home
@@ -21,12 +21,12 @@ experiment = ExperimentConfigResource(path=os.environ.get("PLUS_ULTRA_CONFIG", "
 
 production_line = dg.define_asset_job(
     "production_line",
-    selection=dg.AssetSelection.groups(market.GROUP),
+    selection=dg.AssetSelection.groups(market.GROUP, features.GROUP),
     description="Validate the database and rebuild every production asset from it.",
 )
 
 defs = dg.Definitions(
-    assets=[market.market_db, market.market_panel, market.regime_labels],
+    assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table],
     jobs=[production_line],
     resources={
         "experiment": experiment,

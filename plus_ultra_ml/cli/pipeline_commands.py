@@ -41,3 +41,25 @@ def outputs() -> None:
     console.print(f"Dagster instance (runs, materialisations, checks): {dagster_home}")
     console.print("Query the tables with DuckDB:  plus-ultra sql \"select * from market_panel limit 5\"")
     console.print("Open the UI on the same instance:  make ui   (then http://127.0.0.1:3000)")
+
+
+@user_errors
+def sql(
+    query: str,
+    limit: int = 50,
+) -> None:
+    """Run QUERY in DuckDB over the parquet artifacts (one view per asset: market_panel, feature_table, ...)."""
+    from rich.table import Table
+
+    from plus_ultra_ml.artifacts import home
+    from plus_ultra_ml.sql import run_query
+
+    frame = run_query(home(create=False), query)
+    table = Table(show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.head(limit).itertuples(index=False):
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    if len(frame) > limit:
+        console.print(f"({len(frame) - limit:,} more rows; raise --limit)")

@@ -1,0 +1,63 @@
+"""Quality checks on a computed feature table: finite after warm-up, causal, not constant.
+
+Used by the blocking checks of the `feature_table` asset; each returns plain data a check can
+show (which features, how many rows), never a bare boolean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.causality import Mismatch, spread_cuts, truncation_mismatches
+from plus_ultra_ml.data.regimes import label_regimes
+from plus_ultra_ml.features.pipeline import FeatureResult, compute_features
+
+
+def after_warmup(result: FeatureResult) -> np.ndarray:
+    """(N, F) mask of the cells that are past their feature's warm-up within their symbol."""
+    position = result.frame.groupby(level="symbol", observed=True, sort=False).cumcount().to_numpy()
+    warmup = np.array([result.warmup.get(str(c), 0) for c in result.frame.columns])
+    return position[:, None] >= warmup[None, :]
+
+
+def nan_fraction_after_warmup(result: FeatureResult) -> dict[str, float]:
+    values = result.frame.to_numpy()
+    mask = after_warmup(result)
+    missing = np.isnan(values) & mask
+    counts = np.maximum(mask.sum(axis=0), 1)
+    return {str(c): float(m) for c, m in zip(result.frame.columns, missing.sum(axis=0) / counts, strict=True)}
+
+
+def infinite_columns(frame: pd.DataFrame) -> dict[str, int]:
+    counts = np.isinf(frame.to_numpy()).sum(axis=0)
+    return {str(c): int(n) for c, n in zip(frame.columns, counts, strict=True) if n}
+
+
+def constant_columns(frame: pd.DataFrame) -> list[str]:
+    """Features with a single distinct finite value over the whole table (no information)."""
+    values = frame.to_numpy(dtype=np.float64)
+    low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    return [str(c) for c, lo, hi in zip(frame.columns, low, high, strict=True) if not (hi > lo)]
+
+
+def causality_spot_check(panel: pd.DataFrame, result: FeatureResult, cfg: ExperimentConfig,
+                         symbols: Sequence[str] | None = None, n_cuts: int = 2) -> list[Mismatch]:
+    """Recompute regimes + features on a symbol sample truncated at random cuts; past values must not move.
+
+    The sample keeps its symbols fixed between full and truncated runs, so cross-sectional features
+    are compared like for like."""
+    all_symbols = [str(s) for s in panel.index.get_level_values("symbol").unique()]
+    rng = np.random.default_rng(cfg.seed)
+    sample = list(symbols) if symbols else sorted(rng.choice(all_symbols, size=min(2, len(all_symbols)), replace=False))
+    sub = panel[panel.index.get_level_values("symbol").isin(sample)]
+    sub.index = sub.index.remove_unused_levels()
+    pinned = result.config
+
+    def compute(p: pd.DataFrame) -> pd.DataFrame:
+        return compute_features(p, pinned, label_regimes(p, cfg.regimes)).frame
+
+    return truncation_mismatches(compute, sub, spread_cuts(sub, n_cuts, seed=cfg.seed))
