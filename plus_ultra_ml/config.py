@@ -106,6 +106,11 @@ class FeaturesConfig(Section):
     exclude: tuple[str, ...] = ()
     alpha158: bool = False  # the Alpha158-style family is opt-in (slow on CPU)
     strict: bool = False  # raise on a feature whose inputs are missing instead of skipping it
+    # Annualisation of volatility features; None: inferred from the panel's timestamps
+    # (data.calendar.periods_per_year) and recorded in the feature set, to be pinned for serving.
+    periods_per_year: float | None = Field(None, gt=0)
+    # Regime label -> code mapping; None: data.regimes.REGIME_VOCABULARY (recorded with the features).
+    regime_vocabulary: dict[str, tuple[str, ...]] | None = None
 
 
 class WindowsConfig(Section):
@@ -133,12 +138,27 @@ class CostConfig(Section):
 
 
 class ModelConfig(Section):
-    """Backbone architecture by registry name, its own parameters, and the heads."""
+    """Backbone architecture by registry name, its own parameters, and the heads.
+
+    `backbone` holds the parameters of the selected architecture only; it is checked against that
+    architecture's dataclass when the model is built (plus_ultra_ml.models.registry), so an
+    unknown or mistyped key fails there with its dotted name. Switching architecture by override
+    usually needs `model.backbone={}` too (sizes of one architecture are not keys of another).
+    """
 
     architecture: str = "hybrid_transformer"
     backbone: dict[str, Any] = Field(default_factory=dict)  # validated by the architecture's config
-    quantiles: tuple[float, ...] = ()  # extra quantile outputs of the forecast head
-    symbol_embedding_dim: int = Field(8, ge=0)
+    quantiles: tuple[float, ...] = ()  # extra quantile outputs of the forecast head, increasing in (0, 1)
+    symbol_embedding_dim: int = Field(8, ge=0)  # 0: no symbol embedding
+    symbol_dropout: float = Field(0.1, ge=0, lt=1)  # training share shown the unknown-symbol id
+    policy_init_log_std: float = Field(-0.5, ge=-5, le=2)  # PPO policy's initial log-std (pre-tanh)
+
+    @model_validator(mode="after")
+    def _quantiles_increasing(self) -> ModelConfig:
+        q = self.quantiles
+        if any(not 0 < level < 1 for level in q) or any(a >= b for a, b in zip(q, q[1:])):
+            raise ValueError(f"model.quantiles must be strictly increasing levels in (0, 1), got {list(q)}")
+        return self
 
 
 class PretrainConfig(Section):
@@ -170,11 +190,18 @@ class RLConfig(Section):
 
 
 class WalkForwardConfig(Section):
+    """Anchored walk-forward folds (evaluation/walkforward.py). Lengths: bars (int) or spans ("30D")."""
+
     mode: Literal["expanding", "sliding"] = "expanding"
-    n_folds: int = Field(3, ge=1)
-    test_bars: int = Field(1000, ge=1)
-    val_bars: int = Field(500, ge=1)
-    train_bars: int | None = Field(None, ge=1)  # sliding mode only; None: expanding
+    n_folds: int | None = Field(3, ge=1)  # the most recent closed folds; None: every closed fold
+    test_bars: int | str = 1000
+    val_bars: int | str = 500
+    train_bars: int | str | None = None  # sliding mode: training length; None: expanding
+    min_train_bars: int | str | None = 2000  # expanding mode: bars before the first fold's embargo
+    step_bars: int | str | None = None  # distance between fold starts; None: test_bars (tiling)
+    embargo: int | None = Field(None, ge=0)  # None: windows.window + windows.horizon (never less)
+    seeds: int = Field(1, ge=1)  # models per fold with seeds seed..seed+seeds-1 (report mean and std)
+    ppo: bool = True  # fine-tune with PPO after the supervised model in each fold
 
 
 class TrackingConfig(Section):
