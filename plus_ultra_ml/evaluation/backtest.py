@@ -73,42 +73,38 @@ class BacktestConfig:
 _OK, _MISSING_POSITION, _NO_PRICE = 0, 1, 2
 
 
-@numba.njit(nogil=True, inline="always")
-def _cell(t, j, positions, close, trade, hold, lagged, executed, net, cost, equity, error):  # pragma: no cover
-    p = positions[t, j]
-    c0 = close[t, j]
-    c1 = close[t + 1, j]
-    if p != p:  # NaN: flat where the symbol has no price, a caller's mistake otherwise
-        if c0 == c0:
-            error[0], error[1], error[2] = _MISSING_POSITION, t, j
-        p = 0.0
-    r = c1 / c0 - 1.0
-    if not (c0 > 0.0 and c1 > 0.0):  # a missing or non-positive price: only a flat sleeve may cross it
-        if p != 0.0:
-            error[0], error[1], error[2] = _NO_PRICE, t, j
-        r = 0.0
-    value, charged = bar_pnl(p, lagged[j], r, trade, hold)
-    executed[t, j] = p
-    net[t, j] = value
-    cost[t, j] = charged
-    equity[t + 1, j] = equity[t, j] * (1.0 + value)
-    lagged[j] = p
-
-
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, error_model="numpy")
 def _simulate(positions, close, trade, hold, executed, net, cost, equity, error, time_inner):  # pragma: no cover
-    # positions, executed, net, cost: (T, N); close, equity: (T + 1, N); error: (3,) code, t, j
+    # positions, executed, net, cost: (T, N); close, equity: (T + 1, N); error: (3,) code, t, j.
+    # One loop nest; time_inner picks the walk that follows memory (column-major: each symbol's
+    # path in turn; row-major: bar by bar). The body is written once (a helper taking the arrays
+    # would not be inlined by numba and costs ~10x).
     T, N = positions.shape
-    lagged = np.zeros(N)  # p[-1] = 0: every sleeve starts flat
+    lagged = np.zeros(N)  # p[t-1] per symbol; p[-1] = 0: every sleeve starts flat
     equity[0, :] = 1.0
-    if time_inner:  # column-major memory: walk each symbol's path
-        for j in range(N):
-            for t in range(T):
-                _cell(t, j, positions, close, trade, hold, lagged, executed, net, cost, equity, error)
-    else:  # row-major memory: walk bars, all symbols per bar
-        for t in range(T):
-            for j in range(N):
-                _cell(t, j, positions, close, trade, hold, lagged, executed, net, cost, equity, error)
+    outer, inner = (N, T) if time_inner else (T, N)
+    for a in range(outer):
+        for b in range(inner):
+            t = b if time_inner else a
+            j = a if time_inner else b
+            p = positions[t, j]
+            c0 = close[t, j]
+            c1 = close[t + 1, j]
+            if p != p:  # NaN: flat where the symbol has no price, a caller's mistake otherwise
+                if c0 == c0:
+                    error[0], error[1], error[2] = _MISSING_POSITION, t, j
+                p = 0.0
+            r = c1 / c0 - 1.0
+            if not (c0 > 0.0 and c1 > 0.0):  # missing or non-positive price: only a flat sleeve may cross it
+                if p != 0.0:
+                    error[0], error[1], error[2] = _NO_PRICE, t, j
+                r = 0.0
+            value, charged = bar_pnl(p, lagged[j], r, trade, hold)  # objectives/pnl.py, the shared formula
+            executed[t, j] = p
+            net[t, j] = value
+            cost[t, j] = charged
+            equity[t + 1, j] = equity[t, j] * (1.0 + value)
+            lagged[j] = p
 
 
 # --------------------------------------------------------------------------------------------
