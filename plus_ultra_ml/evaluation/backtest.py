@@ -130,8 +130,11 @@ def _to_wide(data: pd.Series | pd.DataFrame, name: str, column: str | None = Non
 
 
 def _window(positions: pd.DataFrame, close: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Positions as a contiguous run of close's bars; close from the first decision bar to the bar
-    after the last one (when close has it). Returns (positions, close block, start row in close)."""
+    """Check that positions are a contiguous run of close's bars, for symbols close has.
+
+    Returns (positions without a last bar that has no next close, close restricted to the
+    positions' symbols (whole history), row of close where the positions start).
+    """
     missing = [s for s in positions.columns if s not in close.columns]
     if missing:
         raise DataContractError(f"positions name symbols with no close prices: {missing[:5]}; load them in the panel")
@@ -158,7 +161,7 @@ def _window(positions: pd.DataFrame, close: pd.DataFrame) -> tuple[pd.DataFrame,
         positions = positions.iloc[:-1]
         if len(positions) == 0:
             raise DataContractError("positions cover only the last bar of the prices: no next bar to earn on")
-    return positions, close.iloc[start : start + len(positions) + 1], start
+    return positions, close, start
 
 
 def _volatility_scale(close_history: pd.DataFrame, rows: slice, cfg: BacktestConfig, ppy: float) -> np.ndarray:
@@ -232,7 +235,8 @@ def run_backtest(
     """
     wide_positions = _to_wide(positions, "positions")
     wide_close = _to_wide(close, "close", column="close")
-    wide_positions, block, start = _window(wide_positions, wide_close)
+    wide_positions, wide_close, start = _window(wide_positions, wide_close)
+    block = wide_close.iloc[start : start + len(wide_positions) + 1]  # (T + 1, N) decision bars + the next
     ppy = config.periods_per_year
     if ppy is None:
         if not isinstance(wide_close.index, pd.DatetimeIndex):

@@ -160,6 +160,14 @@ def test_vol_target_uses_only_past_returns():
     assert (base.exposures.iloc[:20] == 0).all().all()  # warm-up: fewer than 20 past returns, flat
 
 
+def test_extra_price_columns_are_ignored():
+    close, positions = market(T=200, N=3, seed=16)
+    cfg = BacktestConfig(weighting="vol_target", vol_window=20)
+    narrow = run_backtest(positions[["S2", "S0"]], close, COSTS, cfg)
+    assert list(narrow.returns.columns) == ["S2", "S0"]
+    pd.testing.assert_frame_equal(narrow.returns, run_backtest(positions, close, COSTS, cfg).returns[["S2", "S0"]])
+
+
 def test_vol_target_equalises_risk_across_calm_and_wild_symbols():
     rng = np.random.default_rng(11)
     T = 4000
