@@ -259,3 +259,23 @@ def test_agrees_with_vectorbt_once_fees_are_mapped():
         np.add.at(paid, (orders["idx"], orders["col"]), orders["fees"])
         before_fees = (pf.value().to_numpy() + paid) / cash
         np.testing.assert_allclose(before_fees, ours.equity.to_numpy(), rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ the fixture
+def test_oracle_on_the_fixture_scores_the_sharpe_its_truth_table_records(tmp_path):
+    """The fixture measured its oracle's net Sharpe through objectives/pnl.py; the backtester, fed the
+    loaded panel, must reproduce it, and attribute it over causal regime labels without losing PnL."""
+    from plus_ultra_ml.config import FixtureConfig, RegimeConfig
+    from plus_ultra_ml.data.fixture import build_fixture
+    from plus_ultra_ml.data.regimes import label_regimes
+    from plus_ultra_ml.data.store import load_panel
+
+    truth = build_fixture(tmp_path / "fixture.db", FixtureConfig(rows=1000))
+    panel = load_panel(tmp_path / "fixture.db")
+    result = run_backtest(np.sign(panel["ind__truth_oracle"]), panel, CostConfig())
+    assert metrics.sharpe_ratio(result.portfolio_returns, result.periods_per_year) == pytest.approx(
+        truth.oracle_sharpe_net, rel=1e-9
+    )
+    table = result.by_regime(label_regimes(panel, RegimeConfig(min_history=100)))
+    for regime in ("volatility", "liquidity", "trend"):
+        assert table.loc[regime, "contribution"].sum() == pytest.approx(result.portfolio_returns.sum())
