@@ -18,3 +18,8 @@ app = typer.Typer(
 from plus_ultra_ml.cli import fixture_commands  # noqa: E402  (light: heavy imports live in the command)
 
 app.command("fixture", context_settings={"allow_extra_args": True})(fixture_commands.fixture)
+
+# --- features (plus_ultra_ml/cli/features_commands.py) ---
+from plus_ultra_ml.cli import features_commands  # noqa: E402
+
+app.add_typer(features_commands.features_app, name="features")
