@@ -12,22 +12,23 @@ import os
 
 import dagster as dg
 
+from plus_ultra_assets import schedules, sensors
 from plus_ultra_assets.assets import features, market
 from plus_ultra_assets.io_managers import ParquetIOManager
+from plus_ultra_assets.jobs import production_line, refresh_features
 from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.artifacts import home
+from plus_ultra_ml.config import load_config
 
-experiment = ExperimentConfigResource(path=os.environ.get("PLUS_ULTRA_CONFIG", "configs/smoke.yaml"))
-
-production_line = dg.define_asset_job(
-    "production_line",
-    selection=dg.AssetSelection.groups(market.GROUP, features.GROUP),
-    description="Validate the database and rebuild every production asset from it.",
-)
+CONFIG_PATH = os.environ.get("PLUS_ULTRA_CONFIG", "configs/smoke.yaml")
+experiment = ExperimentConfigResource(path=CONFIG_PATH)
+automation = load_config(CONFIG_PATH).automation  # schedules need their cron when definitions load
 
 defs = dg.Definitions(
     assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table],
-    jobs=[production_line],
+    jobs=[production_line, refresh_features],
+    schedules=[schedules.nightly_retrain(automation)],
+    sensors=[sensors.new_candles_sensor(automation), sensors.run_failure_alert(automation)],
     resources={
         "experiment": experiment,
         "market_database": MarketDatabase(path=os.environ.get("PLUS_ULTRA_DB", ""), experiment=experiment),

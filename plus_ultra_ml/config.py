@@ -161,26 +161,90 @@ class ModelConfig(Section):
         return self
 
 
-class PretrainConfig(Section):
-    objective: Literal["masked", "contrastive"] = "masked"
-    epochs: int = Field(1, ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    mask_prob: float = Field(0.25, gt=0, lt=1)
-    temperature: float = Field(0.1, gt=0)
+class LoopConfig(Section):
+    """Optimiser, schedule, budget and checkpointing shared by pretraining and supervised training.
 
+    AdamW with a linear warm-up over `warmup_steps` optimiser steps, then a cosine decay from `lr`
+    to `min_lr_ratio * lr` at the last step of the run. One Lightning loop runs either kind.
+    """
 
-class TrainConfig(Section):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(1e-2, ge=0)  # decoupled (AdamW); not applied to biases, norms, embeddings
+    warmup_steps: int = Field(50, ge=0)  # linear warm-up from 0; capped at the run's total steps
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # the cosine ends at lr * min_lr_ratio
+    gradient_clip: float | None = Field(1.0, gt=0)  # max global grad norm; None: no clipping
+    limit_train_batches: int | None = Field(None, ge=1)  # batches per epoch; None: every training window
+    limit_val_batches: int | None = Field(None, ge=1)  # None: every validation window
+    early_stopping_patience: int | None = Field(None, ge=1)  # epochs without a better monitor value; None: off
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)  # refresh last.ckpt every N steps (None: per epoch)
+    checkpoint_dir: str | None = None  # None: $PLUS_ULTRA_HOME/checkpoints/<kind>/<run key>
+
+
+class PretrainConfig(LoopConfig):
+    """Self-supervised pretraining of the backbone (objectives/pretext.py). Runs on `train`'s hardware."""
+
+    objective: Literal["masked", "contrastive"] = "masked"
+    # masked reconstruction: hide time steps (or patches of them), reconstruct the hidden features
+    mask_prob: float = Field(0.25, gt=0, lt=1)  # share of time steps hidden
+    mask_patch_len: int = Field(1, ge=1)  # 1: single time steps; P: runs of P consecutive steps
+    # TS2Vec-style contrastive: two augmented views; the second also loses a random prefix (context crop)
+    temperature: float = Field(0.1, gt=0)  # InfoNCE temperature on cosine similarities
+    jitter_std: float = Field(0.1, ge=0)  # additive noise, in scaled-feature units
+    scale_std: float = Field(0.1, ge=0)  # per-window, per-feature multiplicative noise (log-normal)
+    time_mask_prob: float = Field(0.1, ge=0, lt=1)  # time steps zeroed in a view
+    max_crop_fraction: float = Field(0.5, ge=0, lt=1)  # the second view drops up to this share of its past
+    temporal_weight: float = Field(0.5, ge=0, le=1)  # temporal vs instance-wise term (TS2Vec's alpha)
+
+
+class LossConfig(Section):
+    """Weights of the supervised loss (objectives.losses.RiskLossWeights) plus the MoE auxiliary term."""
+
+    forecast: float = Field(1.0, ge=0)  # Huber/MSE on volatility-scaled forward returns (all horizons)
+    quantile: float = Field(0.0, ge=0)  # pinball loss of the quantile head (needs model.quantiles)
+    sharpe: float = Field(0.1, ge=0)  # -Sharpe (per bar) of the position head's net PnL along each window
+    sortino: float = Field(0.0, ge=0)
+    drawdown: float = Field(0.0, ge=0)  # additive max drawdown of that PnL (per-bar return units)
+    forecast_kind: Literal["huber", "mse"] = "huber"
+    huber_delta: float = Field(1.0, gt=0)  # in volatility units
+    aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
+
+
+class DiagnosticsConfig(Section):
+    """Thresholds of the training diagnostics callback; crossing one logs a warning (never stops training)."""
+
+    enabled: bool = True
+    noise_scale_ratio: float = Field(10.0, gt=1)  # warn if batch size and gradient-noise scale differ by more
+    noise_scale_ema: float = Field(0.95, ge=0, lt=1)  # smoothing of the noise-scale estimate's parts
+    coverage_tolerance: float = Field(0.1, gt=0, lt=1)  # warn if |coverage(q) - q| exceeds it
+    min_ic: float = 0.0  # warn if a horizon's validation IC is at or below this
+
+
+class TrainConfig(LoopConfig):
+    """Supervised training (and the hardware both kinds of training run on)."""
+
+    loss: LossConfig = LossConfig()
+    # Curriculum over window length: epochs 0..k-1 use curriculum[0], the next k curriculum[1], ...
+    # (k = curriculum_epochs), then windows.window. The horizon and the heads never change.
+    curriculum: tuple[int, ...] = ()
+    curriculum_epochs: int = Field(1, ge=1)
+    monitor: Literal["val/loss", "val/ic"] = "val/loss"  # best checkpoint and early stopping follow it
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    # hardware (Lightning's names), used by pretraining too
     accelerator: str = "cpu"
     devices: int | str = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
+    strategy: str = "auto"  # "ddp" works on CPU (gloo) with devices > 1
+    precision: str = "32-true"  # "bf16-mixed" on a recent GPU
     num_workers: int = Field(0, ge=0)
+    deterministic: bool = True  # same seed, same metrics (CPU); some GPU kernels refuse it
+
+    @model_validator(mode="after")
+    def _curriculum_increasing(self) -> TrainConfig:
+        c = self.curriculum
+        if any(w < 2 for w in c) or any(a >= b for a, b in zip(c, c[1:])):
+            raise ValueError(f"train.curriculum must be strictly increasing window lengths >= 2, got {list(c)}")
+        return self
 
 
 class RLConfig(Section):
@@ -217,9 +281,14 @@ class ServiceConfig(Section):
 
 
 class AutomationConfig(Section):
-    nightly_cron: str = "0 2 * * *"
+    """Schedules and sensors of the Dagster layer (plus_ultra_assets/schedules.py, sensors.py)."""
+
+    nightly_cron: str = "0 2 * * *"  # production retraining, whatever happens
     timezone: str = "UTC"
-    retrain_on_new_candles: bool = False
+    retrain_on_new_candles: bool = False  # new candles: refresh panel -> features only (False) or retrain
+    sensor_interval_s: int = Field(60, ge=5)  # how often the new-candle sensor reads the database
+    materialise_new_folds: bool = False  # a newly closed walk-forward fold is added and also run
+    failure_webhook: str | None = None  # URL that receives a JSON line when a run fails
 
 
 class ExperimentConfig(Section):

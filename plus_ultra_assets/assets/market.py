@@ -59,6 +59,7 @@ def market_panel(context: dg.AssetExecutionContext, experiment: ExperimentConfig
             "db_path": dg.MetadataValue.path(str(built.db_path)),
             "db_fingerprint": built.db_fingerprint,
             "data_fingerprint": built.panel_fingerprint,
+            "market_data_version": built.data_version,
             "config_hash": cfg.fingerprint(),
             "gaps": len(built.gaps),
             "bars_forward_filled": built.filled_bars,

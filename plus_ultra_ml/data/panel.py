@@ -20,7 +20,7 @@ import pandera.errors
 from plus_ultra_ml.config import DataConfig
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import PanelSchema
-from plus_ultra_ml.data.store import load_panel
+from plus_ultra_ml.data.store import data_version, load_panel, series_summary
 from plus_ultra_ml.data.validate import ValidationReport, validate_database
 from plus_ultra_ml.errors import DataContractError
 from plus_ultra_ml.lineage import database_fingerprint, frame_fingerprint
@@ -38,6 +38,7 @@ class PanelBuild:
     db_path: Path
     db_fingerprint: str
     panel_fingerprint: str
+    data_version: str  # the market_db version (per-symbol rows + last bars) the panel was built from
     schema_error: str | None  # pandera's message when the panel breaks PanelSchema
 
     @property
@@ -56,6 +57,7 @@ def check_panel_schema(panel: pd.DataFrame) -> str | None:
 
 def build_panel(db_path: str | Path, cfg: DataConfig) -> PanelBuild:
     db_path = Path(db_path).expanduser().resolve()
+    version = data_version(series_summary(db_path, cfg.busy_timeout_s)) if db_path.exists() else ""
     report = validate_database(db_path, cfg)
     structural = [i for i in report.errors if i.rule in STRUCTURAL_RULES]
     if structural:
@@ -75,5 +77,6 @@ def build_panel(db_path: str | Path, cfg: DataConfig) -> PanelBuild:
         db_path=db_path,
         db_fingerprint=database_fingerprint(db_path),
         panel_fingerprint=frame_fingerprint(panel),
+        data_version=version,
         schema_error=check_panel_schema(panel),
     )

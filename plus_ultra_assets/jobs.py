@@ -1,0 +1,22 @@
+"""Jobs select assets by group, never by hand-written lists of names."""
+
+import dagster as dg
+
+from plus_ultra_assets.assets import features, market
+
+TRAINING_TAG = "plus_ultra/training"  # dagster.yaml limits runs carrying it to one at a time
+PRODUCTION_GROUPS = (market.GROUP, features.GROUP)
+REFRESH_GROUPS = (market.GROUP, features.GROUP)
+
+production_line = dg.define_asset_job(
+    "production_line",
+    selection=dg.AssetSelection.groups(*PRODUCTION_GROUPS),
+    tags={TRAINING_TAG: "production"},
+    description="Validate the database and rebuild every production asset from it (panel ... policy).",
+)
+
+refresh_features = dg.define_asset_job(
+    "refresh_features",
+    selection=dg.AssetSelection.groups(*REFRESH_GROUPS),
+    description="New candles: rebuild panel -> regimes -> features, without retraining.",
+)

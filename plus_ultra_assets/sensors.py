@@ -1,0 +1,67 @@
+"""Sensors: new candles in the database, and failed runs."""
+
+import json
+import logging
+import urllib.request
+
+import dagster as dg
+
+from plus_ultra_assets.jobs import production_line, refresh_features
+from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_ml.config import AutomationConfig
+
+log = logging.getLogger(__name__)
+DATA_VERSION_TAG = "plus_ultra/data_version"
+
+
+def _materialised_version(instance: dg.DagsterInstance) -> str | None:
+    """The database version the latest market_panel was built from (None if never built)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("market_panel"))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("market_data_version")
+    return None if value is None else str(value.value)
+
+
+def new_candles_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="new_candles_sensor",
+        jobs=[production_line, refresh_features],
+        minimum_interval_seconds=automation.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reads the database read-only; one run per new data version (per-symbol rows + last bars).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, market_database: MarketDatabase,
+                experiment: ExperimentConfigResource):
+        from plus_ultra_ml.data.store import data_version, series_summary
+
+        cfg = experiment.load()
+        version = data_version(series_summary(market_database.resolve(), cfg.data.busy_timeout_s))
+        seen = context.cursor or _materialised_version(context.instance)
+        if version == seen:
+            context.update_cursor(version)
+            return dg.SkipReason(f"no new candles (data version {version})")
+        context.update_cursor(version)  # persisted with the tick: survives restarts
+        job = production_line if cfg.automation.retrain_on_new_candles else refresh_features
+        return dg.RunRequest(run_key=f"candles-{version}", job_name=job.name, tags={DATA_VERSION_TAG: version})
+
+    return _sensor
+
+
+def run_failure_alert(automation: AutomationConfig) -> dg.RunStatusSensorDefinition:
+    @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="A clear log line (and a webhook POST when configured) per failed run.")
+    def _sensor(context: dg.RunFailureSensorContext):
+        run = context.dagster_run
+        message = context.failure_event.message or "run failed"
+        line = f"plus-ultra run {run.run_id} ({run.job_name}) failed: {message}"
+        context.log.error(line)
+        log.error(line)
+        if automation.failure_webhook:
+            payload = json.dumps({"run_id": run.run_id, "job": run.job_name, "message": message}).encode()
+            request = urllib.request.Request(automation.failure_webhook, data=payload,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+
+    return _sensor
