@@ -164,13 +164,50 @@ def _window(positions: pd.DataFrame, close: pd.DataFrame) -> tuple[pd.DataFrame,
     return positions, close, start
 
 
-def _volatility_scale(close_history: pd.DataFrame, rows: slice, cfg: BacktestConfig, ppy: float) -> np.ndarray:
-    """(T, N) exposure multipliers from trailing realised volatility; r[t] uses closes t-1 and t."""
-    bar_returns = close_history.pct_change(fill_method=None)
-    sigma = bar_returns.rolling(cfg.vol_window, min_periods=cfg.vol_window).std().to_numpy()[rows]
+@numba.njit(nogil=True, error_model="numpy")
+def _trailing_volatility(close, first, window, time_inner):  # pragma: no cover - numba
+    # close: (H, N) price history; output (H - first, N): for rows t >= first, the sample std
+    # (ddof 1) of the bar returns r[t-window+1 .. t], r[s] = close[s] / close[s-1] - 1; NaN until
+    # `window` returns exist or while one of them is missing. Running sums, one pass, past only.
+    H, N = close.shape
+    out = np.full((H - first, N), np.nan)
+    total = np.zeros(N)
+    squares = np.zeros(N)
+    missing = np.zeros(N, dtype=np.int64)  # non-finite returns inside the window
+    outer, inner = (N, H) if time_inner else (H, N)
+    for a in range(outer):
+        for b in range(inner):
+            t = b if time_inner else a
+            j = a if time_inner else b
+            if t == 0:
+                continue
+            r = close[t, j] / close[t - 1, j] - 1.0
+            if np.isfinite(r):
+                total[j] += r
+                squares[j] += r * r
+            else:
+                missing[j] += 1
+            if t > window:  # drop r[t - window]
+                old = close[t - window, j] / close[t - window - 1, j] - 1.0
+                if np.isfinite(old):
+                    total[j] -= old
+                    squares[j] -= old * old
+                else:
+                    missing[j] -= 1
+            if t >= window and t >= first and missing[j] == 0:
+                mean = total[j] / window
+                var = (squares[j] - window * mean * mean) / (window - 1)
+                out[t - first, j] = np.sqrt(var) if var > 0.0 else 0.0
+    return out
+
+
+def _volatility_scale(close_history: np.ndarray, first: int, cfg: BacktestConfig, ppy: float) -> np.ndarray:
+    """(T, N) exposure multipliers for rows first.. of the history, from trailing realised volatility."""
+    history = np.asarray(close_history, dtype=np.float64)
+    sigma = _trailing_volatility(history, first, cfg.vol_window, not history.flags.c_contiguous)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.minimum(cfg.target_volatility / (sigma * math.sqrt(ppy)), cfg.max_leverage)
-    return np.where(np.isfinite(scale), scale, 0.0)  # warm-up (NaN sigma): flat
+    return np.where(np.isfinite(scale), scale, 0.0)  # warm-up or a gap in the window (NaN sigma): flat
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +292,7 @@ def run_backtest(
             f"[-{config.position_limit}, {config.position_limit}]; clip it or raise BacktestConfig.position_limit"
         )
     if config.weighting == "vol_target":
-        scale = _volatility_scale(wide_close.iloc[: start + T], slice(start, start + T), config, ppy)
+        scale = _volatility_scale(wide_close.iloc[: start + T].to_numpy(np.float64), start, config, ppy)
         raw = raw * scale  # NaN stays NaN: the kernel still checks it against the prices
     order = "C" if raw.flags.c_contiguous else "F"
     raw = np.asarray(raw, order=order)

@@ -160,6 +160,19 @@ def test_vol_target_uses_only_past_returns():
     assert (base.exposures.iloc[:20] == 0).all().all()  # warm-up: fewer than 20 past returns, flat
 
 
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_trailing_volatility_matches_pandas_rolling_std(layout):
+    from plus_ultra_ml.evaluation.backtest import _trailing_volatility
+
+    close, _ = market(T=600, N=3, seed=17)
+    close.iloc[300, 1] = np.nan  # a gap: windows holding a return that touches it are NaN
+    expected = close.pct_change(fill_method=None).rolling(30, min_periods=30).std().to_numpy()
+    history = np.asarray(close.to_numpy(), order=layout)
+    got = _trailing_volatility(history, 100, 30, layout == "F")
+    np.testing.assert_allclose(got, expected[100:], rtol=1e-8)
+    assert np.isnan(got[300 - 100 : 300 - 100 + 31, 1]).all() and np.isfinite(got[300 - 100 + 31 :, 1]).all()
+
+
 def test_extra_price_columns_are_ignored():
     close, positions = market(T=200, N=3, seed=16)
     cfg = BacktestConfig(weighting="vol_target", vol_window=20)
