@@ -88,8 +88,10 @@ def main() -> None:
     vt_s, _ = best_of(args.repeats, lambda: run_backtest(positions, close, costs, vt))
     print(f"ours  run_backtest (vol target):        {vt_s * 1e3:8.1f} ms  {rows / vt_s / 1e6:8.1f}M bar-rows/s")
     trades_s, trades = best_of(args.repeats, lambda: run_backtest(positions, close, costs).trades())
-    print(f"ours  run_backtest + trade list:        {trades_s * 1e3:8.1f} ms  {rows / trades_s / 1e6:8.1f}M bar-rows/s"
-          f"  ({len(trades):,} trades)")
+    print(
+        f"ours  run_backtest + trade list:        {trades_s * 1e3:8.1f} ms  {rows / trades_s / 1e6:8.1f}M bar-rows/s"
+        f"  ({len(trades):,} trades)"
+    )
 
     try:
         import vectorbt as vbt
@@ -103,7 +105,9 @@ def main() -> None:
     sim_s, pf = best_of(args.repeats, lambda: vbt.Portfolio.from_orders(close, positions, fees=fees, **order_kwargs))
     del pf
     # value() is cached on the portfolio object: time a fresh simulation + value() each repeat
-    total_s, _ = best_of(args.repeats, lambda: vbt.Portfolio.from_orders(close, positions, fees=fees, **order_kwargs).value())
+    total_s, _ = best_of(
+        args.repeats, lambda: vbt.Portfolio.from_orders(close, positions, fees=fees, **order_kwargs).value()
+    )
     print(f"vectorbt from_orders (simulation only): {sim_s * 1e3:8.1f} ms  {rows / sim_s / 1e6:8.1f}M bar-rows/s")
     print(f"vectorbt from_orders + value():         {total_s * 1e3:8.1f} ms  {rows / total_s / 1e6:8.1f}M bar-rows/s")
     print(f"speed-up vs vectorbt: {sim_s / ours_s:.1f}x (simulation only), {total_s / ours_s:.1f}x (with equity)")
@@ -130,8 +134,10 @@ def main() -> None:
     print(f"equality on {n:,} bars x {p.shape[1]} symbols:")
     print(f"  gross (fees 0):             max |equity difference| = {gross_diff:.2e}  (equity starts at 1)")
     print(f"  fixed-fee mapping:          max |equity difference| = {fixed_diff:.2e}")
-    print(f"  proportional fees {fees * 1e4:.1f} bps: final equity, mean over symbols: vectorbt {final_vbt.mean():.6f}, "
-          f"ours {final_ours.mean():.6f} (vectorbt also pays for drift rebalancing)")
+    print(
+        f"  proportional fees {fees * 1e4:.1f} bps: final equity, mean over symbols: vectorbt {final_vbt.mean():.6f}, "
+        f"ours {final_ours.mean():.6f} (vectorbt also pays for drift rebalancing)"
+    )
 
 
 if __name__ == "__main__":

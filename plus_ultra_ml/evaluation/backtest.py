@@ -154,8 +154,8 @@ def _window(positions: pd.DataFrame, close: pd.DataFrame) -> tuple[pd.DataFrame,
     if not span.equals(positions.index):
         k = int(np.argmax(span != positions.index))
         raise DataContractError(
-            f"positions must cover a contiguous run of the close prices' bars; after {positions.index[k - 1]} they skip "
-            f"the bar {span[k]}: reindex the positions onto the panel's timestamps (0 for flat)"
+            "positions must cover a contiguous run of the close prices' bars; "
+            f"after {positions.index[k - 1]} they skip the bar {span[k]}: reindex the positions onto the panel's timestamps (0 for flat)"
         )
     if stop >= len(close):  # no bar after the last decision: it cannot be filled and earn
         positions = positions.iloc[:-1]
@@ -356,7 +356,18 @@ def trade_list(result: BacktestResult) -> pd.DataFrame:
     starts = held & (side != lagged_side)
     run = np.cumsum(starts.ravel()) - 1  # (N*T,) trade id of every cell (valid where held)
     n_trades = int(starts.sum())
-    columns = ["symbol", "direction", "entry_time", "exit_time", "bars", "entry_price", "exit_price", "mean_exposure", "pnl", "open"]
+    columns = [
+        "symbol",
+        "direction",
+        "entry_time",
+        "exit_time",
+        "bars",
+        "entry_price",
+        "exit_price",
+        "mean_exposure",
+        "pnl",
+        "open",
+    ]
     if n_trades == 0:
         return pd.DataFrame(columns=columns)
 
@@ -424,7 +435,13 @@ def regime_attribution(result: BacktestResult, labels: pd.Series | pd.DataFrame)
         aligned = wide.reindex(index=exposures.index, columns=[str(c) for c in exposures.columns]).astype(object)
         values = aligned.where(aligned.notna(), UNLABELLED).to_numpy().ravel().astype(str)
         frame = pd.DataFrame(
-            {"value": values, "pnl": net, "exposure": exposure, "win": (net > 0) & (exposure > 0), "active": exposure > 0}
+            {
+                "value": values,
+                "pnl": net,
+                "exposure": exposure,
+                "win": (net > 0) & (exposure > 0),
+                "active": exposure > 0,
+            }
         )
         grouped = frame.groupby("value", sort=True)
         table = grouped.agg(

@@ -279,7 +279,9 @@ def expected_shortfall(returns: ArrayLike, level: float = 0.05) -> float | np.nd
 def tail_ratio(returns: ArrayLike) -> float | np.ndarray | pd.Series:
     """|95th percentile| / |5th percentile| of per-period returns. No value: NaN."""
     r = _values(returns)
-    return _answer(_ratio(np.abs(np.asarray(value_at_risk(r, 0.95))), np.abs(np.asarray(value_at_risk(r, 0.05)))), returns)
+    return _answer(
+        _ratio(np.abs(np.asarray(value_at_risk(r, 0.95))), np.abs(np.asarray(value_at_risk(r, 0.05)))), returns
+    )
 
 
 def hit_rate(returns: ArrayLike) -> float | np.ndarray | pd.Series:
@@ -444,7 +446,9 @@ def _wide(frame: pd.Series | pd.DataFrame, name: str) -> pd.DataFrame:
         return frame.unstack("symbol")
     if isinstance(frame, pd.DataFrame):
         return frame
-    raise ValueError(f"{name} must be a wide DataFrame (timestamp x symbol) or a long Series, got {type(frame).__name__}")
+    raise ValueError(
+        f"{name} must be a wide DataFrame (timestamp x symbol) or a long Series, got {type(frame).__name__}"
+    )
 
 
 def _rowwise_corr(x: np.ndarray, y: np.ndarray, min_count: int) -> np.ndarray:

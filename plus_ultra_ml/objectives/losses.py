@@ -99,7 +99,8 @@ def pinball_loss(quantile_forecast: Tensor, target: Tensor, quantiles: Sequence[
     levels = torch.tensor(levels_list, dtype=quantile_forecast.dtype, device=quantile_forecast.device)  # (Q,)
     if quantile_forecast.shape[:-1] != target.shape:
         raise ValueError(
-            f"quantile_forecast {tuple(quantile_forecast.shape)} must be the target's shape {tuple(target.shape)} plus (Q,)"
+            f"quantile_forecast {tuple(quantile_forecast.shape)} must be the target's shape "
+            f"{tuple(target.shape)} plus (Q,)"
         )
     mask = torch.isfinite(target).unsqueeze(-1).expand_as(quantile_forecast)  # (..., Q)
     safe_target = torch.where(torch.isfinite(target), target, torch.zeros_like(target))

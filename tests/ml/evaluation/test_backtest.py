@@ -37,7 +37,9 @@ def test_backtest_pnl_equals_the_objective_on_random_paths():
     expected = position_pnl(paths, next_bar_returns(torch.from_numpy(close.to_numpy().T.copy())), COSTS)
     np.testing.assert_allclose(result.returns.to_numpy(), expected[:, :-1].numpy().T, rtol=0, atol=1e-12)
     # float32 paths (what training uses) agree to 1e-6
-    expected32 = position_pnl(paths.float(), next_bar_returns(torch.from_numpy(close.to_numpy().T.copy())).float(), COSTS)
+    expected32 = position_pnl(
+        paths.float(), next_bar_returns(torch.from_numpy(close.to_numpy().T.copy())).float(), COSTS
+    )
     np.testing.assert_allclose(result.returns.to_numpy(), expected32[:, :-1].numpy().T, atol=1e-6)
 
 
@@ -59,7 +61,9 @@ def test_named_tiny_path():
     index = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
     close = pd.DataFrame({"X": [100.0, 110.0, 99.0, 99.0]}, index=index)
     positions = pd.DataFrame({"X": [1.0, 1.0, 0.0, 1.0]}, index=index)  # the last one has no next bar
-    result = run_backtest(positions, close, CostConfig(transaction_bps=10, slippage_bps=0), BacktestConfig(periods_per_year=252))
+    result = run_backtest(
+        positions, close, CostConfig(transaction_bps=10, slippage_bps=0), BacktestConfig(periods_per_year=252)
+    )
     np.testing.assert_allclose(result.returns["X"].to_numpy(), [0.1 - 0.001, -0.1, -0.001])
     assert list(result.returns.index) == list(index[1:])  # PnL is known at the bar after the decision
     np.testing.assert_allclose(result.equity["X"].to_numpy(), [1.0, 1.099, 1.099 * 0.9, 1.099 * 0.9 * 0.999])
@@ -92,7 +96,9 @@ def test_portfolio_is_the_equal_weight_mean_of_sleeves():
     close, positions = market(T=300, N=4, seed=4)
     result = run_backtest(positions, close, COSTS)
     np.testing.assert_allclose(result.portfolio_returns.to_numpy(), result.returns.mean(axis=1).to_numpy())
-    np.testing.assert_allclose(result.portfolio_equity.to_numpy()[1:], np.cumprod(1 + result.portfolio_returns.to_numpy()))
+    np.testing.assert_allclose(
+        result.portfolio_equity.to_numpy()[1:], np.cumprod(1 + result.portfolio_returns.to_numpy())
+    )
     np.testing.assert_allclose(result.equity.to_numpy()[1:], np.cumprod(1 + result.returns.to_numpy(), axis=0))
     gross = result.exposures.to_numpy() * (close.to_numpy()[1:] / close.to_numpy()[:-1] - 1)
     np.testing.assert_allclose(result.returns.to_numpy() + result.costs.to_numpy(), gross, atol=1e-15)
@@ -186,7 +192,9 @@ def test_vol_target_equalises_risk_across_calm_and_wild_symbols():
     T = 4000
     index = pd.date_range("2024-01-01", periods=T, freq="h", tz="UTC")
     vols = np.array([0.002, 0.02])
-    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 1, (T, 2)) * vols, axis=0)), index=index, columns=["calm", "wild"])
+    close = pd.DataFrame(
+        100 * np.exp(np.cumsum(rng.normal(0, 1, (T, 2)) * vols, axis=0)), index=index, columns=["calm", "wild"]
+    )
     long = pd.DataFrame(1.0, index=index, columns=close.columns)
     cfg = BacktestConfig(weighting="vol_target", vol_window=100, target_volatility=0.2, max_leverage=10.0)
     result = run_backtest(long, close, FREE, cfg)
@@ -208,14 +216,18 @@ def test_trades_add_up_to_the_net_pnl_and_split_flips():
     # consecutive trades of a symbol alternate or are separated by flat bars: a flip closes and opens
     for _, group in trades.groupby("symbol"):
         closed = group[~group["open"]]
-        assert (closed["exit_time"].to_numpy() <= group["entry_time"].shift(-1).dropna().to_numpy()[: len(closed)]).all()
+        assert (
+            closed["exit_time"].to_numpy() <= group["entry_time"].shift(-1).dropna().to_numpy()[: len(closed)]
+        ).all()
 
 
 def test_flip_costs_are_split_between_the_old_and_new_trade():
     index = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
     close = pd.DataFrame({"X": [100.0, 100.0, 100.0, 100.0]}, index=index)
     positions = pd.DataFrame({"X": [0.5, -1.0, -1.0, 0.0]}, index=index)
-    result = run_backtest(positions, close, CostConfig(transaction_bps=10, slippage_bps=0), BacktestConfig(periods_per_year=252))
+    result = run_backtest(
+        positions, close, CostConfig(transaction_bps=10, slippage_bps=0), BacktestConfig(periods_per_year=252)
+    )
     trades = result.trades()
     np.testing.assert_allclose(trades["pnl"].to_numpy(), [-0.001 * (0.5 + 0.5), -0.001 * 1.0])
     assert list(trades["open"]) == [False, True] and list(trades["bars"]) == [1, 2]
@@ -226,9 +238,17 @@ def test_flip_costs_are_split_between_the_old_and_new_trade():
 def test_regime_attribution_puts_pnl_where_it_was_earned():
     close, positions = market(T=300, N=2, seed=13)
     rng = np.random.default_rng(14)
-    labels = pd.DataFrame(rng.choice(["low", "high"], size=positions.shape), index=positions.index, columns=positions.columns)
+    labels = pd.DataFrame(
+        rng.choice(["low", "high"], size=positions.shape), index=positions.index, columns=positions.columns
+    )
     labels.iloc[:5] = np.nan  # unlabelled warm-up
-    long_labels = labels.stack(future_stack=True).rename_axis(["timestamp", "symbol"]).swaplevel().sort_index().to_frame("volatility")
+    long_labels = (
+        labels.stack(future_stack=True)
+        .rename_axis(["timestamp", "symbol"])
+        .swaplevel()
+        .sort_index()
+        .to_frame("volatility")
+    )
     # trade only in the high regime: every other regime must show zero PnL
     gated = positions.where(labels.eq("high"), 0.0)
     result = run_backtest(gated, close, FREE)
@@ -257,7 +277,9 @@ def test_agrees_with_vectorbt_once_fees_are_mapped():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gross = run_backtest(positions, close, FREE)
-        pf = vbt.Portfolio.from_orders(close, positions, size_type="targetpercent", direction="both", fees=0.0, init_cash=1.0)
+        pf = vbt.Portfolio.from_orders(
+            close, positions, size_type="targetpercent", direction="both", fees=0.0, init_cash=1.0
+        )
         np.testing.assert_allclose(pf.returns().to_numpy()[1:], gross.returns.to_numpy(), atol=1e-12)
         np.testing.assert_allclose(pf.value().to_numpy(), gross.equity.to_numpy(), atol=1e-12)
 

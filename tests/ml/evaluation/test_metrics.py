@@ -36,19 +36,35 @@ def daily():
 EMPYRICAL = [
     ("total return", lambda r, b: m.total_return(r), lambda r, b: empyrical.cum_returns_final(r)),
     ("cagr", lambda r, b: m.cagr(r, PPY), lambda r, b: empyrical.annual_return(r, annualization=PPY)),
-    ("volatility", lambda r, b: m.annual_volatility(r, PPY), lambda r, b: empyrical.annual_volatility(r, annualization=PPY)),
+    (
+        "volatility",
+        lambda r, b: m.annual_volatility(r, PPY),
+        lambda r, b: empyrical.annual_volatility(r, annualization=PPY),
+    ),
     ("sharpe", lambda r, b: m.sharpe_ratio(r, PPY), lambda r, b: empyrical.sharpe_ratio(r, annualization=PPY)),
-    ("sharpe rf", lambda r, b: m.sharpe_ratio(r, PPY, 1e-4), lambda r, b: empyrical.sharpe_ratio(r, 1e-4, annualization=PPY)),
+    (
+        "sharpe rf",
+        lambda r, b: m.sharpe_ratio(r, PPY, 1e-4),
+        lambda r, b: empyrical.sharpe_ratio(r, 1e-4, annualization=PPY),
+    ),
     ("sortino", lambda r, b: m.sortino_ratio(r, PPY), lambda r, b: empyrical.sortino_ratio(r, annualization=PPY)),
     ("downside risk", lambda r, b: m.downside_risk(r, PPY), lambda r, b: empyrical.downside_risk(r, annualization=PPY)),
     ("max drawdown", lambda r, b: m.max_drawdown(r), lambda r, b: empyrical.max_drawdown(r)),
     ("calmar", lambda r, b: m.calmar_ratio(r, PPY), lambda r, b: empyrical.calmar_ratio(r, annualization=PPY)),
     ("tail ratio", lambda r, b: m.tail_ratio(r), lambda r, b: empyrical.tail_ratio(r)),
     ("value at risk", lambda r, b: m.value_at_risk(r, 0.05), lambda r, b: empyrical.value_at_risk(r, 0.05)),
-    ("expected shortfall", lambda r, b: m.expected_shortfall(r, 0.05), lambda r, b: empyrical.conditional_value_at_risk(r, 0.05)),
+    (
+        "expected shortfall",
+        lambda r, b: m.expected_shortfall(r, 0.05),
+        lambda r, b: empyrical.conditional_value_at_risk(r, 0.05),
+    ),
     ("beta", lambda r, b: m.beta(r, b), lambda r, b: empyrical.beta(r, b)),
     ("alpha", lambda r, b: m.alpha(r, b, PPY), lambda r, b: empyrical.alpha(r, b, annualization=PPY)),
-    ("information ratio", lambda r, b: m.information_ratio(r, b, PPY) / math.sqrt(PPY), lambda r, b: empyrical.excess_sharpe(r, b)),
+    (
+        "information ratio",
+        lambda r, b: m.information_ratio(r, b, PPY) / math.sqrt(PPY),
+        lambda r, b: empyrical.excess_sharpe(r, b),
+    ),
 ]
 
 
@@ -88,7 +104,12 @@ FIXTURES = [
     ("sharpe of nothing", lambda r: m.sharpe_ratio(r, PPY), [0.0, 0.0], NAN),
     ("sortino without a losing bar", lambda r: m.sortino_ratio(r, PPY), [0.01, 0.02], INF),
     ("calmar without drawdown", lambda r: m.calmar_ratio(r, PPY), [0.01, 0.02], NAN),
-    ("expected shortfall: worst of five", lambda r: m.expected_shortfall(r, 0.2), [0.03, -0.02, 0.01, -0.04, 0.0], -0.04),
+    (
+        "expected shortfall: worst of five",
+        lambda r: m.expected_shortfall(r, 0.2),
+        [0.03, -0.02, 0.01, -0.04, 0.0],
+        -0.04,
+    ),
     ("expected shortfall: two worst", lambda r: m.expected_shortfall(r, 0.25), [0.03, -0.02, 0.01, -0.04, 0.0], -0.03),
     ("var interpolates", lambda r: m.value_at_risk(r, 0.5), [-0.02, 0.0, 0.04, 0.02], 0.01),
     ("nan period compounds as zero", m.total_return, [0.1, NAN, 0.1], 0.21),
@@ -170,10 +191,13 @@ def test_annualisation_is_never_assumed():
     with pytest.raises(ValueError, match="never assumed"):
         m.sharpe_ratio(np.array([0.01, 0.02, -0.01]))
     quarter_hours = pd.Series(
-        np.random.default_rng(2).normal(0, 0.001, 500), index=pd.date_range("2024-01-01", periods=500, freq="15min", tz="UTC")
+        np.random.default_rng(2).normal(0, 0.001, 500),
+        index=pd.date_range("2024-01-01", periods=500, freq="15min", tz="UTC"),
     )
     assert m.annualisation(quarter_hours) == pytest.approx(365.25 * 96, rel=1e-9)
-    assert m.sharpe_ratio(quarter_hours) == pytest.approx(m.sharpe_ratio(quarter_hours.to_numpy(), 365.25 * 96), rel=1e-12)
+    assert m.sharpe_ratio(quarter_hours) == pytest.approx(
+        m.sharpe_ratio(quarter_hours.to_numpy(), 365.25 * 96), rel=1e-12
+    )
 
 
 def test_benchmark_is_aligned_by_timestamp_not_truncated(daily):
@@ -248,7 +272,8 @@ def test_thin_cross_sections_are_nan_and_long_series_are_accepted():
 def test_ic_by_horizon_separates_a_real_signal_from_noise():
     rng = np.random.default_rng(5)
     index = pd.MultiIndex.from_product(
-        [[f"S{i}" for i in range(8)], pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC")], names=["symbol", "timestamp"]
+        [[f"S{i}" for i in range(8)], pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC")],
+        names=["symbol", "timestamp"],
     )
     targets = pd.DataFrame(rng.normal(0, 0.01, (len(index), 2)), index=index, columns=["h1", "h2"])
     forecasts = pd.DataFrame(
