@@ -568,20 +568,40 @@ def rsi(close, n):
 
 @njit(**_JIT)
 def macd_line(close, fast, slow):
-    """EMA(close, fast) - EMA(close, slow), both SMA-seeded EMAs, in one pass (two independent
-    recursions interleave, which hides their latency). First value at bar slow - 1."""
-    fast_ema = ema(close, fast)
+    """EMA(close, fast) - EMA(close, slow), both SMA-seeded EMAs (fast < slow), in one pass with no
+    intermediate array; the two independent recursions interleave, which hides their latency.
+    First value at bar slow - 1 (after leading NaNs)."""
     m = close.shape[0]
     out = np.empty(m)
-    end, prev = _seed(close, slow, out)
-    if end >= m:
+    start = 0
+    while start < m and math.isnan(close[start]):
+        start += 1
+    fast_end = start + fast - 1
+    slow_end = start + slow - 1
+    for t in range(min(slow_end, m)):
+        out[t] = NAN
+    if slow_end >= m:
         return out
-    alpha = 2.0 / (slow + 1.0)
-    keep = 1.0 - alpha
-    out[end] = fast_ema[end] - prev
-    for t in range(end + 1, m):
-        prev = prev * keep + close[t] * alpha
-        out[t] = fast_ema[t] - prev
+    fast_value = 0.0
+    for t in range(start, fast_end + 1):
+        fast_value += close[t]
+    fast_value /= fast
+    slow_value = 0.0
+    for t in range(start, slow_end + 1):
+        slow_value += close[t]
+    slow_value /= slow
+    a_fast = 2.0 / (fast + 1.0)
+    a_slow = 2.0 / (slow + 1.0)
+    k_fast = 1.0 - a_fast
+    k_slow = 1.0 - a_slow
+    for t in range(fast_end + 1, slow_end + 1):
+        fast_value = fast_value * k_fast + close[t] * a_fast
+    out[slow_end] = fast_value - slow_value
+    for t in range(slow_end + 1, m):
+        x = close[t]
+        fast_value = fast_value * k_fast + x * a_fast
+        slow_value = slow_value * k_slow + x * a_slow
+        out[t] = fast_value - slow_value
     return out
 
 

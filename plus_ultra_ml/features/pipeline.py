@@ -102,7 +102,10 @@ def panel_groups(panel: pd.DataFrame, with_time_groups: bool = True) -> PanelGro
     times = index.levels[1]
     if not isinstance(times, pd.DatetimeIndex):
         raise DataContractError(f"panel level 'timestamp' must be datetime64 (UTC), got {times.dtype}")
-    ts = np.asarray(index.get_level_values(1).asi8, dtype=np.int64)
+    if times.is_monotonic_increasing:  # usual: level values sorted, so codes order like the times
+        ts = np.asarray(index.codes[1], dtype=np.int64)
+    else:
+        ts = np.asarray(index.get_level_values(1).asi8, dtype=np.int64)
     change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     starts = np.concatenate(([0], change)).astype(np.int64)
     ends = np.concatenate((change, [n])).astype(np.int64)
@@ -216,6 +219,14 @@ def _column(panel: pd.DataFrame, name: str) -> np.ndarray:
         raise DataContractError(f"panel column {name!r} is not numeric ({error}); fix it in the database") from None
 
 
+def _infinite_to_nan(name: str, column: np.ndarray) -> None:
+    """An infinite value (a ratio over 0, a float32 overflow) is not a number a model can use: NaN, logged."""
+    infinite = np.isinf(column)
+    if infinite.any():
+        log.warning("feature %s: %d infinite values set to NaN", name, int(infinite.sum()))
+        column[infinite] = np.nan
+
+
 def _leading_nans(values: np.ndarray, groups: PanelGroups) -> int:
     """The longest run of NaN at the start of a symbol's history, over all symbols."""
     longest = 0
@@ -230,6 +241,72 @@ def _check_output(spec: FeatureSpec, values: Any, length: int) -> np.ndarray:
         shape = getattr(values, "shape", type(values).__name__)
         raise RuntimeError(f"feature {spec.name!r} returned {shape}, expected an array of shape ({length},)")
     return values
+
+
+def _run(
+    order: tuple[FeatureSpec, ...],
+    out_names: tuple[str, ...],
+    panel: pd.DataFrame,
+    columns: dict[str, np.ndarray],
+    groups: PanelGroups,
+    runtime: Mapping[str, Any],
+    on_progress: ProgressCallback | None,
+) -> np.ndarray:
+    """Compute `order` (dependencies first); return the (len(out_names), N) float32 outputs.
+
+    Per-symbol specs run on each symbol's contiguous slice; a spec's float64 values are kept only
+    while a later spec still reads them. `columns` caches the panel columns read (float64).
+    """
+    computed = {spec.name for spec in order}
+    out_row = {name: j for j, name in enumerate(out_names)}
+    consumers: dict[str, int] = {}
+    for spec in order:
+        for dep in spec.inputs:
+            if dep in computed and dep not in panel.columns:
+                consumers[dep] = consumers.get(dep, 0) + 1
+
+    n = len(panel)
+    out = np.empty((len(out_names), n), dtype=np.float32)  # (F, N): each feature's column contiguous
+    values: dict[str, np.ndarray] = {}  # float64 features still needed as inputs
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN by design; infinities are logged
+        for step, spec in enumerate(order, start=1):
+            arrays = []
+            for name in spec.inputs:
+                if name in values:
+                    arrays.append(values[name])
+                elif name in columns:
+                    arrays.append(columns[name])
+                else:
+                    columns[name] = _column(panel, name)
+                    arrays.append(columns[name])
+            kwargs = {**spec.params, **{key: runtime[key] for key in spec.runtime}}
+            keep = consumers.get(spec.name, 0) > 0
+            row = out_row.get(spec.name)
+            if spec.scope == "panel":
+                full = _check_output(spec, spec.fn(*arrays, groups=groups, **kwargs), n)
+                if row is not None:
+                    out[row] = full
+            else:
+                full = np.empty(n) if keep else None
+                for s, e in zip(groups.starts, groups.ends):
+                    y = _check_output(spec, spec.fn(*(a[s:e] for a in arrays), **kwargs), int(e - s))
+                    if full is not None:
+                        full[s:e] = y
+                    if row is not None:
+                        out[row, s:e] = y
+            if row is not None:
+                _infinite_to_nan(spec.name, out[row])
+            if keep:
+                values[spec.name] = full
+            for dep in spec.inputs:  # free intermediates nobody else reads
+                if dep in consumers:
+                    consumers[dep] -= 1
+                    if consumers[dep] == 0:
+                        values.pop(dep, None)
+            if on_progress is not None:
+                on_progress(step, len(order), spec.name)
+
+    return out
 
 
 def compute_features(
@@ -268,14 +345,12 @@ def compute_features(
     alt_wanted = cfg.include is None and "alt" in (cfg.families or DEFAULT_FAMILIES)
     if alt_wanted:
         skipped.update(refused)
-    if cfg.strict:
-        missing = {name: why for name, why in resolution.skipped.items()}
-        if missing:
-            lines = "\n  ".join(f"{name}: {why}" for name, why in missing.items())
-            raise FeatureInputError(
-                f"features.strict is on and {len(missing)} requested feature(s) cannot be computed:\n  {lines}\n"
-                "add the missing columns (or pass regime labels), or exclude these features"
-            )
+    if cfg.strict and resolution.skipped:  # ground-truth refusals are not failures, even in strict mode
+        lines = "\n  ".join(f"{name}: {why}" for name, why in resolution.skipped.items())
+        raise FeatureInputError(
+            f"features.strict is on and {len(resolution.skipped)} requested feature(s) cannot be computed:\n"
+            f"  {lines}\nadd the missing columns (or pass regime labels), or exclude these features"
+        )
     for name, why in skipped.items():
         log.info("feature %s skipped: %s", name, why)
 
@@ -290,57 +365,8 @@ def compute_features(
         runtime["periods_per_year"] = ppy
 
     out_names = resolution.outputs
+    out = _run(order, out_names, panel, columns, groups, runtime, on_progress)
     out_row = {name: j for j, name in enumerate(out_names)}
-    consumers: dict[str, int] = {}
-    for spec in order:
-        for dep in spec.inputs:
-            if dep in registry and dep not in panel.columns:
-                consumers[dep] = consumers.get(dep, 0) + 1
-
-    n = len(panel)
-    out = np.empty((len(out_names), n), dtype=np.float32)  # (F, N): each feature's column contiguous
-    values: dict[str, np.ndarray] = {}  # float64 features still needed as inputs
-    for step, spec in enumerate(order, start=1):
-        arrays = []
-        for name in spec.inputs:
-            if name in values:
-                arrays.append(values[name])
-            elif name in columns:
-                arrays.append(columns[name])
-            else:
-                columns[name] = _column(panel, name)
-                arrays.append(columns[name])
-        kwargs = {**spec.params, **{key: runtime[key] for key in spec.runtime}}
-        keep = consumers.get(spec.name, 0) > 0
-        row = out_row.get(spec.name)
-        if spec.scope == "panel":
-            full = _check_output(spec, spec.fn(*arrays, groups=groups, **kwargs), n)
-            if row is not None:
-                out[row] = full
-        else:
-            full = np.empty(n) if keep else None
-            for s, e in zip(groups.starts, groups.ends):
-                y = _check_output(spec, spec.fn(*(a[s:e] for a in arrays), **kwargs), int(e - s))
-                if full is not None:
-                    full[s:e] = y
-                if row is not None:
-                    out[row, s:e] = y
-        if keep:
-            values[spec.name] = full
-        for dep in spec.inputs:  # free intermediates nobody else reads
-            if dep in consumers:
-                consumers[dep] -= 1
-                if consumers[dep] == 0:
-                    values.pop(dep, None)
-        if on_progress is not None:
-            on_progress(step, len(order), spec.name)
-
-    infinite = ~np.isfinite(out) & ~np.isnan(out)
-    if infinite.any():
-        counts = infinite.sum(axis=1)
-        for j in np.flatnonzero(counts):
-            log.warning("feature %s: %d infinite values set to NaN", out_names[j], int(counts[j]))
-        out[infinite] = np.nan
 
     frame = pd.DataFrame(out.T, index=panel.index, columns=list(out_names), copy=False)
     specs = tuple(registry[name] for name in out_names)

@@ -193,3 +193,15 @@ def test_progress_is_reported(panel):
 def test_registry_lists_every_family():
     families = {spec.family for spec in default_registry()}
     assert families == {"returns", "momentum", "volatility", "volume", "regime", "spectral", "cross_asset", "alpha158"}
+
+
+def _reciprocal(close):
+    return 1.0 / (close - close)  # +inf everywhere: a degenerate ratio
+
+
+def test_infinite_values_become_nan_with_a_warning(panel, caplog):
+    spec = FeatureSpec(name="inv", family="returns", fn=_reciprocal, inputs=("close",), warmup=0, description="1/0")
+    with caplog.at_level("WARNING"):
+        result = compute_features(panel, FeaturesConfig(include=("inv",)), registry=default_registry().with_specs([spec]))
+    assert result.frame["inv"].isna().all()
+    assert "inv: 360 infinite values set to NaN" in caplog.text
