@@ -415,6 +415,11 @@ def save_feature_table(result: FeatureResult, path: str | Path) -> Path:
     return path
 
 
+def read_feature_config(path: str | Path) -> FeaturesConfig:
+    """The pinned config a saved feature table was computed with (recompute with it for serving)."""
+    return FeaturesConfig.model_validate(read_feature_metadata(path)["config"])
+
+
 def read_feature_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata `save_feature_table` stored in a parquet file."""
     import pyarrow.parquet as pq

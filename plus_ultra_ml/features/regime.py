@@ -130,7 +130,8 @@ def specs() -> list[FeatureSpec]:
             inputs=(LABEL_PREFIX + name,),
             warmup=0,
             tags=("regime", "categorical", "labels"),
-            description=f"code of the regime_labels {name!r} label in the saved vocabulary (NaN while unlabelled)",
+            description=f"position of the {name!r} regime label in the saved vocabulary; NaN while unlabelled "
+            "(warm-up: the labeller's regimes.min_history, measured into result.warmup)",
         )
         for name in LABEL_NAMES
     ]

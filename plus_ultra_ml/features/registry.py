@@ -18,7 +18,6 @@ one defined). Tests check every declared warm-up against the computed frame.
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,8 +26,6 @@ from typing import Any, Literal
 import numpy as np
 
 from plus_ultra_ml.errors import PlusUltraError
-
-log = logging.getLogger(__name__)
 
 Scope = Literal["symbol", "panel"]
 

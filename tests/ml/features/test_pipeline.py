@@ -9,7 +9,12 @@ import pytest
 
 from plus_ultra_ml.config import FeaturesConfig
 from plus_ultra_ml.errors import DataContractError
-from plus_ultra_ml.features.pipeline import compute_features, read_feature_metadata, save_feature_table
+from plus_ultra_ml.features.pipeline import (
+    compute_features,
+    read_feature_config,
+    read_feature_metadata,
+    save_feature_table,
+)
 from plus_ultra_ml.features.registry import FeatureInputError, FeatureRegistry, FeatureSpec, default_registry
 
 from .panels import make_labels, make_panel
@@ -178,6 +183,9 @@ def test_saved_table_round_trips_with_metadata(panel, tmp_path):
     assert meta["fingerprint"] == result.fingerprint
     assert [f["name"] for f in meta["features"]] == list(result.frame.columns)
     assert meta["vocabulary"]["trend"] == ["down", "flat", "up"]
+    assert read_feature_config(path) == result.config  # serving rebuilds the exact definitions from the file
+    again = compute_features(panel, read_feature_config(path), make_labels(panel))
+    assert again.fingerprint == result.fingerprint
     import duckdb
 
     count = duckdb.sql(f"select count(*), count(distinct symbol) from '{path}'").fetchall()[0]
