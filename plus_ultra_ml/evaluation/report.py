@@ -1,0 +1,303 @@
+"""Reports over out-of-sample predictions: metric tables, figures, HTML / Markdown / parquet.
+
+Input is a predictions frame on the panel's (symbol, timestamp) index (what `plus-ultra predict`
+and every walk-forward fold write):
+
+    fold, seed             optional: which fold / model seed made the row (default "all" / 0)
+    next_return            close[t+1] / close[t] - 1, what a position held from bar t earns
+    position__<strategy>   positions in [-1, 1] of each strategy (model, ppo, buy_and_hold, ...)
+    forecast__h<k>         optional forecasts of the k-bar forward log return
+    target__h<k>           optional realised k-bar forward log returns (for IC)
+    regime__<name>         optional regime labels at bar t (for attribution)
+
+Returns come from `objectives.pnl.position_pnl_numpy` (the function the backtester and the RL env
+use), per (fold, seed, symbol) path, entering each fold flat. The portfolio return of a strategy
+at a bar is the mean over symbols; with several seeds, the mean over seeds (an equal split of
+capital between the seed models). Folds tile the test period, so concatenating them gives one
+out-of-sample path per strategy.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from plus_ultra_ml.artifacts import atomic_path, write_text_atomic
+from plus_ultra_ml.config import CostConfig
+from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_year
+from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.evaluation import metrics
+from plus_ultra_ml.objectives.pnl import position_pnl_numpy
+
+POSITION = "position__"
+FORECAST = "forecast__"
+TARGET = "target__"
+REGIME = "regime__"
+HEADLINE = ["sharpe", "sharpe_low", "sharpe_high", "total_return", "cagr", "annual_volatility", "max_drawdown",
+            "sortino", "calmar", "hit_rate", "turnover", "exposure"]
+
+
+def strategies_of(predictions: pd.DataFrame) -> list[str]:
+    return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
+
+
+def _with_defaults(predictions: pd.DataFrame) -> pd.DataFrame:
+    if not strategies_of(predictions):
+        raise PlusUltraError(f"predictions have no '{POSITION}<strategy>' column; columns: {list(predictions.columns)}")
+    if "next_return" not in predictions:
+        raise PlusUltraError("predictions need a next_return column (close[t+1] / close[t] - 1)")
+    frame = predictions.copy()
+    if "fold" not in frame:
+        frame["fold"] = "all"
+    if "seed" not in frame:
+        frame["seed"] = 0
+    return frame.sort_index()
+
+
+def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
+    """Net return per (fold, seed, symbol, timestamp) row and strategy (columns), decision-bar indexed."""
+    frame = _with_defaults(predictions)
+    out = pd.DataFrame(index=frame.index, columns=strategies_of(frame), dtype=np.float64)
+    symbols = frame.index.get_level_values("symbol")
+    for (fold, seed, symbol), rows in frame.groupby([frame["fold"], frame["seed"], symbols], observed=True,
+                                                    sort=False).indices.items():
+        r = frame["next_return"].to_numpy(np.float64)[rows]
+        known = np.isfinite(r)  # the last bar of the data has no next return: nothing to earn
+        for name in out.columns:
+            p = frame[POSITION + name].to_numpy(np.float64)[rows]
+            net = np.full(len(rows), np.nan)
+            if known.any():
+                net[known] = position_pnl_numpy(np.nan_to_num(p[known]), r[known], costs)
+            out.iloc[rows, out.columns.get_loc(name)] = net
+    return out
+
+
+def portfolio_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
+    """(timestamp x strategy) portfolio net returns: mean over symbols, then over seeds."""
+    frame = _with_defaults(predictions)
+    per_row = symbol_returns(frame, costs).reset_index(drop=True)
+    keys = [frame.index.get_level_values("timestamp"), frame["seed"].to_numpy()]
+    by_seed = per_row.groupby(keys).mean()
+    by_seed.index.names = ["timestamp", "seed"]
+    return by_seed.groupby(level="timestamp").mean().sort_index()
+
+
+@dataclass
+class Report:
+    title: str
+    overall: pd.DataFrame  # strategy x metric, on the concatenated out-of-sample path
+    per_fold: pd.DataFrame  # (fold, strategy) x metric
+    per_seed: pd.DataFrame  # strategy x (mean, std) of per-seed Sharpe
+    regimes: pd.DataFrame  # (regime, value, strategy) -> mean net return per bar, bars
+    ic: pd.DataFrame  # horizon x IC metrics (empty without forecasts)
+    returns: pd.DataFrame  # timestamp x strategy portfolio returns
+    periods_per_year: float
+    notes: list[str] = field(default_factory=list)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
+        rows = [{"scope": "overall", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                for s, row in self.overall.iterrows() for m, v in row.items()]
+        rows += [{"scope": "fold", "fold": f, "strategy": s, "metric": m, "value": float(v)}
+                 for (f, s), row in self.per_fold.iterrows() for m, v in row.items()]
+        rows += [{"scope": "ic", "fold": "all", "strategy": "model", "metric": f"{h}:{m}", "value": float(v)}
+                 for h, row in self.ic.iterrows() for m, v in row.items()]
+        return pd.DataFrame(rows)
+
+
+def _summary(returns: pd.Series, positions: pd.DataFrame | None, ppy: float, benchmark: pd.Series | None,
+             seed: int) -> pd.Series:
+    r = returns.dropna()
+    if len(r) < 3:
+        return pd.Series({k: np.nan for k in HEADLINE})
+    summary = metrics.performance_summary(r, periods_per_year=ppy, positions=positions, benchmark=benchmark)
+    ci = metrics.block_bootstrap_ci(r.to_numpy(), lambda x: metrics.sharpe_ratio(x, ppy), n_resamples=500, seed=seed)
+    summary["sharpe_low"], summary["sharpe_high"] = ci.low, ci.high
+    return summary
+
+
+def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
+                 periods_per_year: float | None = None, benchmark: pd.Series | None = None,
+                 n_trials: int | None = None, seed: int = 0) -> Report:
+    frame = _with_defaults(predictions)
+    times = frame.index.get_level_values("timestamp")
+    ppy = periods_per_year or infer_periods_per_year(times)
+    strategies = strategies_of(frame)
+    returns = portfolio_returns(frame, costs)
+    wide_positions = {s: frame[POSITION + s].unstack("symbol") for s in strategies} if frame["seed"].nunique() == 1 \
+        else {s: frame.groupby([times, frame.index.get_level_values("symbol")], observed=True)[POSITION + s].mean().unstack()
+              for s in strategies}
+    overall = pd.DataFrame({s: _summary(returns[s], wide_positions[s], ppy, benchmark, seed) for s in strategies}).T
+    notes = [f"{len(returns):,} out-of-sample bars, {frame['fold'].nunique()} fold(s), "
+             f"{frame['seed'].nunique()} seed(s), {frame.index.get_level_values('symbol').nunique()} symbols; "
+             f"annualised with {ppy:,.0f} bars/year; costs {costs.transaction_bps + costs.slippage_bps:g} bps per "
+             f"unit traded, {costs.holding_bps:g} bps per bar held."]
+    if n_trials and n_trials > 1:
+        sharpes = np.array([metrics.sharpe_ratio(returns[s].dropna().to_numpy(), 1.0) for s in strategies])
+        variance = float(np.nanvar(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+        overall["deflated_sharpe"] = [
+            metrics.deflated_sharpe_ratio(returns[s].dropna().to_numpy(), n_trials, variance) for s in strategies]
+        notes.append(f"deflated Sharpe accounts for {n_trials} configurations tried")
+    per_fold = {}
+    for fold, part in frame.groupby("fold", sort=True):
+        fold_returns = portfolio_returns(part, costs)
+        for s in strategies:
+            per_fold[(fold, s)] = _summary(fold_returns[s], None, ppy, None, seed)[["sharpe", "total_return",
+                                                                                    "max_drawdown", "hit_rate"]]
+    per_fold_frame = pd.DataFrame(per_fold).T
+    per_fold_frame.index.names = ["fold", "strategy"]
+    per_seed = _per_seed(frame, costs, strategies, ppy)
+    return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
+                  regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
+                  periods_per_year=ppy, notes=notes)
+
+
+def _per_seed(frame: pd.DataFrame, costs: CostConfig, strategies: list[str], ppy: float) -> pd.DataFrame:
+    rows = {}
+    for seed, part in frame.groupby("seed"):
+        r = portfolio_returns(part, costs)
+        rows[seed] = {s: metrics.sharpe_ratio(r[s].dropna(), ppy) for s in strategies}
+    table = pd.DataFrame(rows)  # strategy x seed
+    return pd.DataFrame({"sharpe_mean": table.mean(axis=1), "sharpe_std": table.std(axis=1, ddof=1),
+                         "seeds": table.shape[1]})
+
+
+def _regimes(frame: pd.DataFrame, costs: CostConfig, strategies: list[str]) -> pd.DataFrame:
+    columns = [c for c in frame.columns if c.startswith(REGIME)]
+    if not columns:
+        return pd.DataFrame()
+    per_row = symbol_returns(frame, costs)
+    pieces = []
+    for column in columns:
+        labels = frame[column].astype("string").fillna("unlabelled")
+        grouped = per_row.groupby(labels.to_numpy())
+        table = grouped.mean().stack().rename("mean_return").to_frame()
+        table["bars"] = grouped.size().reindex(table.index.get_level_values(0)).to_numpy()
+        table.index.names = ["value", "strategy"]
+        pieces.append(table.assign(regime=column[len(REGIME):]).reset_index())
+    return pd.concat(pieces, ignore_index=True)[["regime", "value", "strategy", "mean_return", "bars"]]
+
+
+def _ic(frame: pd.DataFrame) -> pd.DataFrame:
+    horizons = [c[len(FORECAST):] for c in frame.columns if c.startswith(FORECAST) and TARGET + c[len(FORECAST):] in frame]
+    if not horizons:
+        return pd.DataFrame()
+    forecasts = frame[[FORECAST + h for h in horizons]].set_axis(horizons, axis=1)
+    targets = frame[[TARGET + h for h in horizons]].set_axis(horizons, axis=1)
+    if frame["seed"].nunique() > 1:  # average the seed models' forecasts per bar
+        forecasts = forecasts.groupby(level=["symbol", "timestamp"], observed=True).mean()
+        targets = targets.groupby(level=["symbol", "timestamp"], observed=True).mean()
+    return metrics.ic_by_horizon(forecasts, targets, min_assets=2)
+
+
+# --------------------------------------------------------------------------------------------
+# figures and documents
+# --------------------------------------------------------------------------------------------
+def figures(report: Report) -> dict[str, bytes]:
+    """PNG bytes: equity, drawdown, IC by horizon (when forecasts are present)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    equity = (1.0 + report.returns.fillna(0.0)).cumprod()
+    drawdown = equity / equity.cummax() - 1.0
+    for name, data, label in (("equity", equity, "growth of 1 (net of costs)"), ("drawdown", drawdown, "drawdown")):
+        fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+        data.plot(ax=ax, linewidth=1.0)
+        ax.set_ylabel(label)
+        ax.set_xlabel("")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        out[name] = _png(fig)
+        plt.close(fig)
+    if not report.ic.empty:
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        report.ic[["ic", "pooled_ic"]].plot.bar(ax=ax)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel("information coefficient")
+        ax.set_title("IC decay by horizon")
+        out["ic_by_horizon"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else (f"{v:.4g}" if isinstance(v, float) else v))
+
+
+def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
+    overall = report.overall[[c for c in [*HEADLINE, "deflated_sharpe"] if c in report.overall]]
+    sections = [("Overall (concatenated out-of-sample path; Sharpe with a 95% block-bootstrap interval)", overall),
+                ("Per fold", report.per_fold)]
+    if report.per_seed["seeds"].max() > 1:
+        sections.append(("Across seeds (Sharpe of each seed's path)", report.per_seed))
+    if not report.ic.empty:
+        sections.append(("Signal quality by horizon", report.ic))
+    if not report.regimes.empty:
+        sections.append(("Per regime (mean net return per bar)",
+                         report.regimes.pivot_table(index=["regime", "value"], columns="strategy", values="mean_return")))
+    return sections
+
+
+def to_markdown(report: Report, figure_files: Mapping[str, str]) -> str:
+    lines = [f"# {report.title}", "", *[f"_{n}_" for n in report.notes], ""]
+    for heading, table in _sections(report):
+        lines += [f"## {heading}", "", _fmt(table).to_markdown(), ""]
+    for name, path in figure_files.items():
+        lines += [f"![{name}]({path})", ""]
+    return "\n".join(lines)
+
+
+def to_html(report: Report, pngs: Mapping[str, bytes]) -> str:
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
+             "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "th{background:#f3f3f3}img{max-width:100%}")
+    body = [f"<h1>{report.title}</h1>", *[f"<p><em>{n}</em></p>" for n in report.notes]]
+    for heading, table in _sections(report):
+        body += [f"<h2>{heading}</h2>", _fmt(table).to_html(border=0)]
+    for name, data in pngs.items():
+        body.append(f'<h2>{name.replace("_", " ")}</h2><img alt="{name}" src="data:image/png;base64,'
+                    f'{base64.b64encode(data).decode()}">')
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{report.title}</title><style>{style}</style>" \
+           f"</head><body>{''.join(body)}</body></html>"
+
+
+def write_report(report: Report, output: str | Path) -> list[Path]:
+    """Write `output` (.html with embedded figures, or .md with PNGs beside it) and a metrics parquet."""
+    output = Path(output)
+    pngs = figures(report)
+    written = []
+    if output.suffix.lower() in (".html", ".htm"):
+        written.append(write_text_atomic(output, to_html(report, pngs)))
+    elif output.suffix.lower() == ".md":
+        files = {}
+        for name, data in pngs.items():
+            target = output.with_name(f"{output.stem}_{name}.png")
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+            files[name] = target.name
+            written.append(target)
+        written.append(write_text_atomic(output, to_markdown(report, files)))
+    else:
+        raise PlusUltraError(f"report output {output} must end in .html or .md")
+    table_path = output.with_name(f"{output.stem}_metrics.parquet")
+    with atomic_path(table_path) as tmp:
+        report.metrics_table().to_parquet(tmp)
+    written.append(table_path)
+    return written

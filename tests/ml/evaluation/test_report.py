@@ -1,0 +1,80 @@
+"""Reports: returns from the canonical PnL, tables per fold / seed / regime, IC, and the written files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from plus_ultra_ml.config import CostConfig
+from plus_ultra_ml.evaluation.backtest import run_backtest
+from plus_ultra_ml.evaluation.report import build_report, portfolio_returns, write_report
+
+COSTS = CostConfig(transaction_bps=1.0, slippage_bps=0.5, holding_bps=0.0)
+
+
+def predictions(n=400, symbols=("AAA", "BBB", "CCC"), seeds=(0,), seed=0):
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    frames = []
+    for s in symbols:
+        r = rng.normal(0, 0.01, n)
+        for model_seed in seeds:
+            noise = rng.normal(0, 0.01, n)
+            index = pd.MultiIndex.from_arrays([pd.Categorical([s] * n, categories=list(symbols)), times],
+                                              names=["symbol", "timestamp"])
+            frames.append(pd.DataFrame({
+                "fold": np.where(np.arange(n) < n // 2, "fold_a", "fold_b"), "seed": model_seed,
+                "next_return": r,
+                "position__oracle": np.sign(r), "position__flat": 0.0, "position__buy_and_hold": 1.0,
+                "position__noisy": np.clip((r + noise) * 50, -1, 1),
+                "forecast__h1": r + noise, "target__h1": np.log1p(r),
+                "regime__volatility": np.where(np.arange(n) % 2 == 0, "low", "high"),
+            }, index=index))
+    return pd.concat(frames).sort_index()
+
+
+def test_oracle_wins_flat_is_zero():
+    report = build_report(predictions(), COSTS)
+    assert report.overall.loc["oracle", "sharpe"] > 10
+    assert report.overall.loc["flat", "total_return"] == 0
+    assert report.overall.loc["oracle", "sharpe_low"] < report.overall.loc["oracle", "sharpe"] < \
+        report.overall.loc["oracle", "sharpe_high"]
+    assert set(report.per_fold.index.get_level_values("fold")) == {"fold_a", "fold_b"}
+    assert report.ic.loc["h1", "pooled_ic"] > 0.5
+
+
+def test_returns_match_the_backtester_on_one_fold():
+    pred = predictions()
+    one = pred[pred["fold"] == "fold_a"].drop(columns="fold")
+    ours = portfolio_returns(one, COSTS)["noisy"].dropna()
+    times = one.index.get_level_values("timestamp").unique()
+    # close prices that reproduce next_return, with one extra bar so the last position earns
+    wide_r = one["next_return"].unstack("symbol")
+    close = pd.concat([pd.DataFrame(1.0, index=[times[0]], columns=wide_r.columns),
+                       (1 + wide_r).cumprod().set_axis(times + pd.Timedelta("1h"))])
+    result = run_backtest(one["position__noisy"].unstack("symbol"), close, COSTS)
+    np.testing.assert_allclose(result.portfolio_returns.to_numpy(), ours.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_seeds_and_regimes():
+    report = build_report(predictions(seeds=(0, 1, 2)), COSTS)
+    assert report.per_seed.loc["noisy", "seeds"] == 3 and report.per_seed.loc["noisy", "sharpe_std"] > 0
+    regimes = report.regimes[report.regimes["strategy"] == "oracle"]
+    assert set(regimes["value"]) == {"low", "high"} and (regimes["mean_return"] > 0).all()
+
+
+@pytest.mark.parametrize("suffix", [".html", ".md"])
+def test_written_documents(tmp_path, suffix):
+    report = build_report(predictions(), COSTS, n_trials=4)
+    files = write_report(report, tmp_path / f"report{suffix}")
+    assert all(f.exists() and f.stat().st_size > 0 for f in files)
+    text = (tmp_path / f"report{suffix}").read_text()
+    assert "Overall" in text and "oracle" in text
+    if suffix == ".html":
+        assert "data:image/png;base64," in text
+    else:
+        assert (tmp_path / "report_equity.png").exists()
+    table = pd.read_parquet(tmp_path / "report_metrics.parquet")
+    assert {"scope", "fold", "strategy", "metric", "value"} == set(table.columns)
+    assert "deflated_sharpe" in set(table["metric"])
