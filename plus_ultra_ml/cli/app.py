@@ -23,3 +23,10 @@ app.command("fixture", context_settings={"allow_extra_args": True})(fixture_comm
 from plus_ultra_ml.cli import features_commands  # noqa: E402
 
 app.add_typer(features_commands.features_app, name="features")
+
+# --- training (plus_ultra_ml/cli/training_commands.py) ---
+from plus_ultra_ml.cli import training_commands  # noqa: E402
+
+app.command("pretrain")(training_commands.pretrain)
+app.command("train")(training_commands.train)
+app.command("lineage")(training_commands.lineage)

@@ -1,0 +1,222 @@
+"""The trained-model artifact: one file that rebuilds the network and its inputs, with its lineage.
+
+`model.pt` (written atomically, read with ``torch.load(weights_only=True)``: plain containers and
+tensors only, no pickled code) holds
+
+    format, version, kind      "plus_ultra.checkpoint", 1, "pretrain" | "supervised"
+    model                      models.spec.model_spec(net): recipe (architecture, config,
+                               vocabulary, heads) + state dict
+    feature_names              the input columns, in order
+    scaler                     the RobustScaler fitted on the training rows (serving reuses it)
+    windows                    {"window": T, "horizon": H}
+    lineage                    LineageRecord.to_dict()
+
+and `model.lineage.json` beside it. Warm starts (`warm_start`) accept this file, a Lightning
+checkpoint written by training/ (which embeds the model spec under ``plus_ultra``), or a bare model
+spec (models.spec.save_model); they check that the backbone would be rebuilt identically and name
+every mismatched config or weight key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from plus_ultra_ml.artifacts import atomic_path, file_fingerprint
+from plus_ultra_ml.data.windows import RobustScaler
+from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.lineage import LineageRecord, plain, write_sidecar
+from plus_ultra_ml.models.network import PlusUltraNet
+from plus_ultra_ml.models.spec import SPEC_FORMAT, ModelSpecError, build_from_spec, model_spec, recipe_from_spec
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "plus_ultra.checkpoint"
+CHECKPOINT_VERSION = 1
+LIGHTNING_KEY = "plus_ultra"  # training/lit_modules.SPEC_KEY
+
+
+class CheckpointError(PlusUltraError):
+    """A checkpoint file is missing, unreadable, or not a Plus Ultra artifact."""
+
+
+class WarmStartError(PlusUltraError):
+    """A pretrained backbone does not fit the model being trained (the message names every key)."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A loaded artifact: the network (eval mode) and everything needed to feed it."""
+
+    net: PlusUltraNet
+    scaler: RobustScaler
+    feature_names: list[str]
+    window: int
+    horizon: int
+    kind: str
+    lineage: LineageRecord
+    path: Path
+
+
+def write_checkpoint(path: str | Path, *, kind: str, net: PlusUltraNet, feature_names: Sequence[str],
+                     scaler: RobustScaler, window: int, horizon: int, lineage: LineageRecord) -> Path:
+    """Write the artifact atomically, then its lineage sidecar (which records the file's sha256)."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "model": model_spec(net),
+        "feature_names": [str(f) for f in feature_names],
+        "scaler": plain(scaler.to_dict()),
+        "windows": {"window": int(window), "horizon": int(horizon)},
+        "lineage": lineage.to_dict(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    write_sidecar(lineage, path)
+    return path
+
+
+def _read(path: str | Path) -> Mapping[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds for foreign or truncated files
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (weights_only load): {error}") from None
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint")
+    return payload
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TrainedModel:
+    """Rebuild a `model.pt` artifact from the file alone (no config, no data)."""
+    payload = _read(path)
+    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} is not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} file (format={payload.get('format')!r}); "
+            "pass the model.pt written by `plus-ultra train` / `plus-ultra pretrain`"
+        )
+    try:
+        net = build_from_spec(payload["model"], map_location)
+    except ModelSpecError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    net.eval()
+    return TrainedModel(
+        net=net,
+        scaler=RobustScaler.from_dict(payload["scaler"]),
+        feature_names=list(payload["feature_names"]),
+        window=int(payload["windows"]["window"]),
+        horizon=int(payload["windows"]["horizon"]),
+        kind=str(payload["kind"]),
+        lineage=LineageRecord.from_dict(payload["lineage"]),
+        path=Path(path),
+    )
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """A model spec found in some checkpoint file, with what else the file says about it."""
+
+    spec: Mapping[str, Any]
+    feature_names: list[str] | None
+    lineage: LineageRecord | None
+    kind: str | None
+
+
+def read_model_source(path: str | Path) -> SourceModel:
+    """The model spec inside an artifact, a training Lightning checkpoint, or a bare spec file."""
+    payload = _read(path)
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        return SourceModel(payload["model"], list(payload["feature_names"]),
+                           LineageRecord.from_dict(payload["lineage"]), str(payload["kind"]))
+    if isinstance(payload.get(LIGHTNING_KEY), Mapping) and "model_spec" in payload[LIGHTNING_KEY]:
+        inner = payload[LIGHTNING_KEY]
+        return SourceModel(inner["model_spec"], None, None, inner.get("kind"))
+    if payload.get("format") == SPEC_FORMAT:
+        return SourceModel(payload, None, None, None)
+    raise CheckpointError(
+        f"{path} holds no Plus Ultra model (expected a model.pt artifact, a training .ckpt or a model spec)"
+    )
+
+
+def _config_mismatches(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[str]:
+    """Dotted keys where the backbone-relevant parts of two recipes differ."""
+    problems = []
+    for key in ("architecture", "n_features", "symbol_dim"):
+        if source.get(key) != target.get(key):
+            problems.append(f"{key}: checkpoint {source.get(key)!r}, this run {target.get(key)!r}")
+    a, b = source.get("backbone", {}), target.get("backbone", {})
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            problems.append(f"model.backbone.{key}: checkpoint {a.get(key)!r}, this run {b.get(key)!r}")
+    if list(source.get("vocabulary", [])) != list(target.get("vocabulary", [])):
+        problems.append(f"vocabulary: checkpoint {source.get('vocabulary')}, this run {target.get('vocabulary')}")
+    return problems
+
+
+def warm_start(net: PlusUltraNet, path: str | Path, feature_names: Sequence[str],
+               cutoff: pd.Timestamp | None = None) -> dict[str, Any]:
+    """Load the backbone weights of the checkpoint at `path` into `net` (heads stay as they are).
+
+    Checks, each failure naming its keys (`WarmStartError`): the backbone config, feature count,
+    symbol embedding and vocabulary match; the feature names match when the file records them;
+    every backbone weight exists in both with the same shape; and, when the file has lineage, its
+    data cutoff is not after `cutoff` (a backbone must not have seen the bars this run scores on).
+    Returns the parent record for lineage: {"path", "fingerprint", "kind", "data_cutoff"}.
+    """
+    path = Path(path)
+    source = read_model_source(path)
+    try:
+        recipe_from_spec(source.spec)
+    except ModelSpecError as error:
+        raise WarmStartError(f"pretrained checkpoint {path}: {error}") from None
+    problems = _config_mismatches(source.spec, net.recipe.to_dict())
+    if source.feature_names is not None and list(source.feature_names) != list(feature_names):
+        theirs, ours = list(source.feature_names), list(feature_names)
+        only_theirs = [f for f in theirs if f not in ours]
+        only_ours = [f for f in ours if f not in theirs]
+        detail = f"only in checkpoint {only_theirs}, only in this run {only_ours}" if only_theirs or only_ours \
+            else "same names in a different order"
+        problems.append(f"feature_names differ: {detail}")
+    state = {k[len("backbone."):]: v for k, v in source.spec["state_dict"].items() if k.startswith("backbone.")}
+    own = net.backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    problems += [f"backbone.{k}: missing from checkpoint" for k in missing]
+    problems += [f"backbone.{k}: not in this model" for k in unexpected]
+    problems += [f"backbone.{k}: shape {tuple(state[k].shape)} in checkpoint, {tuple(own[k].shape)} here"
+                 for k in shapes]
+    if problems:
+        raise WarmStartError(
+            f"pretrained checkpoint {path} does not fit this model:\n  " + "\n  ".join(problems)
+            + "\nuse the same model.* settings, features and symbols as the pretraining run"
+        )
+    parent_cutoff = source.lineage.data_cutoff if source.lineage else None
+    if cutoff is not None and parent_cutoff is not None and pd.Timestamp(parent_cutoff) > cutoff:
+        raise WarmStartError(
+            f"pretrained checkpoint {path} saw data up to {parent_cutoff}, after this run's cutoff {cutoff}: "
+            "it may have seen the bars this run is scored on; pretrain on data that ends earlier"
+        )
+    if source.lineage is None:
+        logger.warning("warm start from %s: the file has no lineage record; its data cutoff cannot be checked", path)
+    net.backbone.load_state_dict(state, strict=True)
+    return {"path": str(path.resolve()), "fingerprint": file_fingerprint(path), "kind": source.kind,
+            "data_cutoff": parent_cutoff}
+
+
+def describe(model: TrainedModel) -> dict[str, Any]:
+    """A small JSON-ready summary of a loaded artifact."""
+    return {"path": str(model.path), "kind": model.kind, "architecture": model.net.recipe.architecture,
+            "parameters": sum(p.numel() for p in model.net.parameters()), "features": len(model.feature_names),
+            "window": model.window, "horizon": model.horizon, **dataclasses.asdict(model.lineage)["metrics"]}

@@ -1,0 +1,69 @@
+"""DataModule: curriculum schedule, scaler fitted on training rows only, window start times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plus_ultra_ml.config import ConfigError
+from plus_ultra_ml.data.windows import RobustScaler, build_targets
+from plus_ultra_ml.training.datamodule import WindowDataModule, curriculum_window
+
+from .conftest import planted_data, tiny_config
+
+CURRICULUM = [
+    # name, epoch, stages, per_stage, full, expected
+    ("no curriculum", 0, (), 1, 32, 32),
+    ("first stage", 0, (8, 16), 2, 32, 8),
+    ("still first stage", 1, (8, 16), 2, 32, 8),
+    ("second stage", 2, (8, 16), 2, 32, 16),
+    ("after the stages: full window", 4, (8, 16), 2, 32, 32),
+    ("long after", 99, (8,), 1, 32, 32),
+]
+
+
+@pytest.mark.parametrize("name, epoch, stages, per_stage, full, expected", CURRICULUM, ids=[c[0] for c in CURRICULUM])
+def test_curriculum_window(name, epoch, stages, per_stage, full, expected):
+    assert curriculum_window(epoch, stages, per_stage, full) == expected
+
+
+def module_for(data, **kwargs):
+    cfg = tiny_config()
+    dm = WindowDataModule(data.features, build_targets(data.panel, cfg.windows.horizon), cfg.windows,
+                          batch_size=16, **kwargs)
+    dm.setup()
+    return dm
+
+
+def test_scaler_is_fitted_on_training_rows_only():
+    data = planted_data()
+    dm = module_for(data)
+    times = data.features.index.get_level_values("timestamp")
+    first, last = dm.split.bounds["train"]
+    train_rows = (times >= first) & (times <= last) & np.isfinite(data.features.to_numpy()).all(axis=1)
+    expected = RobustScaler().fit(data.features.to_numpy()[train_rows])
+    np.testing.assert_array_equal(dm.scaler.center, expected.center)
+    np.testing.assert_array_equal(dm.scaler.scale, expected.scale)
+    # changing every value after the training segment leaves the scaler alone
+    shifted = data.features.copy()
+    shifted.loc[times > last] = shifted.loc[times > last] * 50 + 7
+    other = module_for(type(data)(shifted, data.panel, "x", panel_fingerprint="x"))
+    np.testing.assert_array_equal(other.scaler.center, dm.scaler.center)
+
+
+def test_items_carry_the_window_start_and_curriculum_shortens_history():
+    data = planted_data()
+    dm = module_for(data, curriculum=(4,), curriculum_epochs=1)
+    item = dm.dataset("train")[5]
+    step = np.int64(3600 * 10**9)  # hourly bars
+    assert int(item["end"]) - int(item["start"]) == (dm.windows.window - 1) * step
+    short = dm.dataset("train", dm.window_for_epoch(0))[5]
+    assert short["x"].shape[0] == 4 and int(short["end"]) == int(item["end"])
+    assert int(short["end"]) - int(short["start"]) == 3 * step
+    assert dm.window_for_epoch(1) == dm.windows.window
+
+
+def test_curriculum_longer_than_window_is_a_config_error():
+    data = planted_data()
+    with pytest.raises(ConfigError, match="curriculum"):
+        module_for(data, curriculum=(8,))

@@ -1,0 +1,148 @@
+"""LightningModules: schedule, parameter groups, gradients reaching every trained weight, validation summary."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from plus_ultra_ml.config import CostConfig, LossConfig, TrainConfig
+from plus_ultra_ml.models.registry import build_from_config
+from plus_ultra_ml.training.lit_modules import (
+    PretrainModule,
+    SupervisedModule,
+    horizon_scale,
+    parameter_groups,
+    validation_summary,
+    warmup_cosine,
+)
+
+from .conftest import tiny_config
+
+SCHEDULE = [
+    # name, step, warmup, total, min_ratio, expected
+    ("first warm-up step", 0, 4, 100, 0.1, 0.25),
+    ("end of warm-up", 3, 4, 100, 0.1, 1.0),
+    ("peak right after warm-up", 4, 4, 100, 0.1, 1.0),
+    ("half-way down the cosine", 52, 4, 100, 0.1, 0.55),
+    ("last step reaches the floor", 100, 4, 100, 0.1, 0.1),
+    ("no warm-up", 0, 0, 10, 0.0, 1.0),
+    ("warm-up longer than the run is capped", 0, 50, 5, 0.0, 0.25),
+]
+
+
+@pytest.mark.parametrize("name, step, warmup, total, min_ratio, expected", SCHEDULE, ids=[s[0] for s in SCHEDULE])
+def test_warmup_cosine(name, step, warmup, total, min_ratio, expected):
+    assert warmup_cosine(step, warmup, total, min_ratio) == pytest.approx(expected)
+
+
+def test_schedule_decreases_after_warmup():
+    values = [warmup_cosine(s, 10, 200, 0.05) for s in range(10, 201)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def tiny_net(cfg, n_features=4, horizons=2):
+    return build_from_config(cfg.model, n_features=n_features, horizons=horizons, vocabulary=["AAA", "BBB", "CCC"])
+
+
+def batch(B=6, T=8, F=4, H=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "x": torch.randn(B, T, F, generator=g),
+        "y": 0.002 * torch.randn(B, T, H, generator=g),
+        "r": 0.002 * torch.randn(B, T, generator=g),
+        "vol": torch.full((B, T), 0.002),
+        "symbol": torch.arange(B) % 3,
+        "start": torch.arange(B) * 3,
+        "end": torch.arange(B) * 3 + T - 1,
+    }
+
+
+def test_parameter_groups_decay_matrices_only():
+    cfg = tiny_config()
+    net = tiny_net(cfg)
+    decay, no_decay = parameter_groups(net, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == sum(1 for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("architecture, backbone", [
+    ("hybrid_transformer", {"d_model": 8, "n_layers": 2, "n_heads": 2, "d_state": 4, "dropout": 0.0}),
+    ("moe_transformer", {"d_model": 8, "n_layers": 1, "n_heads": 2, "n_experts": 4, "top_k": 2, "dropout": 0.0}),
+])
+def test_supervised_gradient_reaches_every_trained_weight(architecture, backbone):
+    torch.manual_seed(0)
+    cfg = tiny_config(model={"architecture": architecture, "backbone": backbone, "quantiles": [0.1, 0.5, 0.9]},
+                      train={"loss": {"quantile": 1.0, "sharpe": 0.5, "drawdown": 0.1}})
+    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+    step = module.model_step(batch(B=12))
+    step.loss.backward()
+    assert torch.isfinite(step.loss)
+    assert {"forecast", "quantile", "sharpe", "drawdown"} <= set(step.parts)
+    if architecture == "moe_transformer":
+        assert "aux" in step.parts and step.parts["aux"] > 0
+    frozen = {n for n, p in module.net.named_parameters() if n.startswith(("policy_head", "value_head"))}
+    assert frozen and all(not module.net.get_parameter(n).requires_grad for n in frozen)
+    starved = [n for n, p in module.net.named_parameters()
+               if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    if architecture == "moe_transformer":  # an expert no token chose this batch may be idle; the rest must not be
+        starved = [n for n in starved if ".experts." not in n]
+    assert starved == []
+
+
+def test_targets_are_volatility_scaled_per_horizon():
+    vol = torch.tensor([[0.01, 0.02]])
+    scale = horizon_scale(vol, 4)
+    assert scale.shape == (1, 2, 4)
+    assert torch.allclose(scale[0, 1], 0.02 * torch.tensor([1.0, 2.0, 3.0, 4.0]).sqrt())
+    cfg = tiny_config()
+    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+    b = batch()
+    step = module.model_step(b)
+    assert torch.allclose(step.target, b["y"] / horizon_scale(b["vol"], 2))
+
+
+@pytest.mark.parametrize("objective", ["masked", "contrastive"])
+def test_pretext_gradient_reaches_every_backbone_weight(objective):
+    torch.manual_seed(0)
+    cfg = tiny_config(model={"backbone": {"d_model": 8, "n_layers": 2, "n_heads": 2, "d_state": 4, "dropout": 0.0}},
+                      pretrain={"objective": objective, "time_mask_prob": 0.0})
+    net = tiny_net(cfg)
+    module = PretrainModule(net.backbone, net.recipe, cfg.pretrain)
+    step = module.model_step(batch(B=8))
+    step.loss.backward()
+    assert torch.isfinite(step.loss)
+    starved = [n for n, p in module.backbone.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert starved == []
+    exported = module.export_net()
+    assert all(torch.equal(a, b) for a, b in zip(exported.backbone.state_dict().values(),
+                                                  module.backbone.state_dict().values()))
+
+
+def test_quantile_loss_without_quantile_head_is_refused():
+    cfg = tiny_config(train={"loss": {"quantile": 1.0}})
+    with pytest.raises(ValueError, match="model.quantiles"):
+        SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+
+
+def test_validation_summary_ic_and_coverage():
+    torch.manual_seed(0)
+    target = torch.randn(5000, 2)
+    forecast = torch.stack([target[:, 0] + torch.randn(5000), -target[:, 1]], dim=1)
+    below = torch.stack([target <= -1.2816, target <= 0.0, target <= 1.2816], dim=-1)  # true N(0,1) quantiles
+    summary = validation_summary({"forecast": forecast, "target": target, "below": below}, (0.1, 0.5, 0.9))
+    assert summary["ic"][0] == pytest.approx(1 / math.sqrt(2), abs=0.03)
+    assert summary["ic"][1] == pytest.approx(-1.0)
+    assert summary["coverage"] == pytest.approx([0.1, 0.5, 0.9], abs=0.02)
+
+
+def test_train_config_rejects_unknown_and_unordered_curriculum():
+    from plus_ultra_ml.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="train.loss.sharp"):
+        config_from_dict({"train": {"loss": {"sharp": 1.0}}})
+    with pytest.raises(ConfigError, match="curriculum"):
+        config_from_dict({"train": {"curriculum": [16, 8]}})
+    assert TrainConfig(curriculum=(4, 8)).curriculum == (4, 8)
