@@ -30,3 +30,8 @@ from plus_ultra_ml.cli import training_commands  # noqa: E402
 app.command("pretrain")(training_commands.pretrain)
 app.command("train")(training_commands.train)
 app.command("lineage")(training_commands.lineage)
+
+# --- models (plus_ultra_ml/cli/models_commands.py) ---
+from plus_ultra_ml.cli import models_commands  # noqa: E402
+
+app.command("profile")(models_commands.profile)
