@@ -248,9 +248,60 @@ class TrainConfig(LoopConfig):
 
 
 class RLConfig(Section):
+    """PPO fine-tuning of the supervised model as a trading policy (plus_ultra_ml/rl, docs/rl.md).
+
+    One update = one rollout of `n_envs` fresh episodes of `steps_per_rollout` bars each (random
+    symbol and start inside the training segment), then `epochs` passes of minibatch PPO over it,
+    then a deterministic evaluation (mean action) on the validation segment.
+    Action: a squashed Gaussian, position = tanh(u), u ~ N(mean, std); the mean starts as the
+    supervised position head's pre-tanh output, so update 0 trades exactly like the supervised model.
+    """
+
     updates: int = Field(10, ge=1)
-    steps_per_rollout: int = Field(128, ge=1)
-    n_envs: int = Field(32, ge=1)
+    steps_per_rollout: int = Field(128, ge=2)  # bars per episode (= per rollout; the bar after bootstraps)
+    n_envs: int = Field(32, ge=1)  # episodes per rollout, vectorised in one tensor
+    gamma: float = Field(0.8, ge=0, le=1)  # per bar: rewards are immediate; a position's cost echoes a few bars
+    gae_lambda: float = Field(0.9, ge=0, le=1)
+    clip: float = Field(0.2, gt=0, lt=1)  # PPO ratio clip
+    value_clip: float | None = Field(0.2, gt=0)  # clip of the value change around the rollout's value; None: off
+    entropy_coef: float = Field(1e-3, ge=0)
+    value_coef: float = Field(0.5, ge=0)
+    epochs: int = Field(4, ge=1)  # passes over each rollout
+    minibatch_size: int = Field(512, ge=1)
+    target_kl: float | None = Field(0.02, gt=0)  # stop an update's epochs once approx KL > 1.5 x this; None: off
+    max_grad_norm: float = Field(0.5, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    anneal_lr: bool = True  # linear decay to lr * final_lr_ratio at the last update
+    final_lr_ratio: float = Field(0.0, ge=0, le=1)
+    backbone_lr_ratio: float = Field(0.1, gt=0, le=1)  # backbone lr = lr * ratio (partial / full modes)
+    # What trains: frozen = heads only (backbone states cached once); partial = also the last
+    # `partial_units` units of the backbone (top-level modules, each block of a ModuleList one unit);
+    # full = every backbone weight.
+    freeze: Literal["frozen", "partial", "full"] = "frozen"
+    partial_units: int = Field(2, ge=1)
+    action_distribution: Literal["squashed_gaussian"] = "squashed_gaussian"
+    init_log_std: float | None = Field(None, ge=-5, le=2)  # pre-tanh log-std at the start; None: model.policy_init_log_std
+    recent_pnl_bars: int = Field(4, ge=0)  # past net PnLs (volatility units) in the observation
+    reward_scale: float | None = Field(None, gt=0)  # rewards x this for optimisation; None: 1 / std(train next-bar returns)
+    # Optional risk shaping of the reward (return units, from this bar's and past PnL only; rl/env.py):
+    # differential_sharpe: (1 - c) * net + c * differential Sharpe (Moody & Saffell 1998, EMA rate
+    # dsr_eta) x the episode's starting volatility, c = risk_coef in [0, 1];
+    # drawdown: net - c * increase of the episode's drawdown, c = risk_coef >= 0.
+    risk_shaping: Literal["none", "differential_sharpe", "drawdown"] = "none"
+    risk_coef: float = Field(0.0, ge=0)
+    dsr_eta: float = Field(0.01, gt=0, lt=1)
+    include_initial: bool = True  # the supervised policy (update 0) competes for "best by validation Sharpe"
+    collapse_std: float = Field(1e-3, ge=0)  # validation positions with a smaller std count as collapsed
+    eval_batch_size: int = Field(1024, ge=1)  # windows per backbone call when encoding a segment
+    # torch intra-op threads while PPO runs (restored after); None: torch's default. The per-bar
+    # policy steps are tiny ops: on a shared CPU one thread is often many times faster than two.
+    threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _shaping_weight(self) -> RLConfig:
+        if self.risk_shaping == "differential_sharpe" and self.risk_coef > 1:
+            raise ValueError("rl.risk_coef mixes PnL and the differential Sharpe: it must be in [0, 1]")
+        return self
 
 
 class WalkForwardConfig(Section):
