@@ -15,9 +15,32 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def main() -> None:
+    """Plus Ultra: an honest trading-agent pipeline over a SQLite candle database."""
+
 from plus_ultra_ml.cli import fixture_commands  # noqa: E402  (light: heavy imports live in the command)
 
 app.command("fixture", context_settings={"allow_extra_args": True})(fixture_commands.fixture)
+
+# --- data (plus_ultra_ml/cli/data_commands.py) ---
+from plus_ultra_ml.cli import data_commands  # noqa: E402
+
+app.command("validate")(data_commands.validate)
+app.command("ingest")(data_commands.ingest)
+app.command("regimes")(data_commands.regimes)
+
+# --- pipeline (plus_ultra_ml/cli/pipeline_commands.py) ---
+from plus_ultra_ml.cli import pipeline_commands  # noqa: E402
+
+app.command("outputs")(pipeline_commands.outputs)
+app.command("sql")(pipeline_commands.sql)
+
+# --- models (plus_ultra_ml/cli/models_commands.py) ---
+from plus_ultra_ml.cli import models_commands  # noqa: E402
+
+app.command("profile")(models_commands.profile)
 
 # --- features (plus_ultra_ml/cli/features_commands.py) ---
 from plus_ultra_ml.cli import features_commands  # noqa: E402
@@ -31,7 +54,12 @@ app.command("pretrain")(training_commands.pretrain)
 app.command("train")(training_commands.train)
 app.command("lineage")(training_commands.lineage)
 
-# --- models (plus_ultra_ml/cli/models_commands.py) ---
-from plus_ultra_ml.cli import models_commands  # noqa: E402
+# --- evaluation (plus_ultra_ml/cli/evaluation_commands.py) ---
+from plus_ultra_ml.cli import evaluation_commands  # noqa: E402
 
-app.command("profile")(models_commands.profile)
+app.command("report")(evaluation_commands.report)
+
+# --- rl (plus_ultra_ml/cli/rl_commands.py) ---
+from plus_ultra_ml.cli import rl_commands  # noqa: E402
+
+app.command("finetune")(rl_commands.finetune)
