@@ -298,7 +298,7 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
         positions, score = validate()
         record = _record(update, rl.lr * factor, rollout, stats, score, policy.std(), time.perf_counter() - tick)
         history.append(record)
-        logger.info("ppo update %d/%d: reward %.3f bps/bar, kl %.4f, val net Sharpe %.3f", update, rl.updates,
+        logger.debug("ppo update %d/%d: reward %.3f bps/bar, kl %.4f, val net Sharpe %.3f", update, rl.updates,
                     record.reward_bps, record.approx_kl, record.val_sharpe_net)
         if progress is not None:
             progress(record)

@@ -75,3 +75,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_supervised(path, features, panel, window=8, horizon=1, seed=0, split=None):
+    """A supervised-format model.pt (training/checkpoint.py) of a tiny net, with the split in its lineage.
+
+    The weights are untrained: these tests exercise the plumbing, not the quality of the parent."""
+    from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
+    from plus_ultra_ml.training.checkpoint import write_checkpoint
+
+    cfg = WindowsConfig(window=window, horizon=horizon, val_fraction=0.2, test_fraction=0.2)
+    split = split or split_by_fraction(features.index.get_level_values("timestamp"), cfg)
+    data = build_windows(features, build_targets(panel, horizon), split, cfg)
+    net = tiny_net(data, seed=seed)
+    lineage = LineageRecord(
+        kind="supervised", created_at=now_utc(), database={"path": None, "fingerprint": None},
+        panel={"rows": len(panel)}, features={"fingerprint": "planted", "count": len(data.feature_names),
+                                              "names": data.feature_names},
+        config={}, config_hash="test", code_version=dict(code_version()), seed=seed,
+        data_cutoff=split.cutoff.isoformat(), split=split.to_dict(),
+    )
+    return write_checkpoint(path, kind="supervised", net=net, feature_names=data.feature_names, scaler=data.scaler,
+                            window=window, horizon=horizon, lineage=lineage), data

@@ -1,0 +1,122 @@
+"""Models group, PPO stage: the `ppo_policy` asset on top of `supervised_checkpoint`.
+
+The body is one library call (plus_ultra_ml.rl.fit.finetune_checkpoint) and metadata. The parent
+checkpoint's path is the `path` metadata of the latest `supervised_checkpoint` materialisation.
+"""
+
+
+import math
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from plus_ultra_assets.resources import ExperimentConfigResource
+
+GROUP = "models"
+SUPERVISED = dg.AssetKey("supervised_checkpoint")
+HISTORY_COLUMNS = ("update", "reward_bps", "cost_bps", "policy_loss", "value_loss", "entropy", "approx_kl",
+                   "epochs_run", "std", "val_sharpe_net", "val_turnover")
+
+
+def supervised_checkpoint_path(instance: dg.DagsterInstance) -> Path:
+    """The model.pt of the latest `supervised_checkpoint` materialisation (its `path` metadata)."""
+    event = instance.get_latest_materialization_event(SUPERVISED)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure("ppo_policy needs a supervised checkpoint: materialise supervised_checkpoint first")
+    entry = event.asset_materialization.metadata.get("path")
+    path = Path(str(entry.value)) if entry is not None else None
+    if path is None or not path.is_file():
+        raise dg.Failure(
+            f"the latest supervised_checkpoint materialisation (run {event.run_id}) names no existing checkpoint "
+            f"file in its `path` metadata ({path}); materialise supervised_checkpoint again"
+        )
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def beats_supervised_check(improved: bool, ppo: float, supervised: float, buy_and_hold: float,
+                           best_update: int) -> dg.AssetCheckResult:
+    """WARN (with the numbers) when PPO's best validation net Sharpe is not above the supervised head's."""
+    kept = ", so the supervised behaviour (update 0) was kept" if best_update == 0 else ""
+    return dg.AssetCheckResult(
+        check_name="beats_supervised", passed=improved, severity=dg.AssetCheckSeverity.WARN,
+        description=None if improved else
+        f"PPO did not beat the supervised position head on validation net Sharpe: {_fmt(ppo)} vs {_fmt(supervised)} "
+        f"(buy-and-hold {_fmt(buy_and_hold)}; best update {best_update}{kept})",
+        metadata={"val_ppo_sharpe_net": float(ppo), "val_supervised_sharpe_net": float(supervised),
+                  "val_buy_and_hold_sharpe_net": float(buy_and_hold), "best_update": int(best_update)},
+    )
+
+
+def _history_markdown(history: list[dict]) -> str:
+    frame = pd.DataFrame(history)[list(HISTORY_COLUMNS)]
+    return frame.to_markdown(index=False, floatfmt=".4g")
+
+
+@dg.asset(
+    deps=[SUPERVISED],
+    group_name=GROUP,
+    kinds={"pytorch"},
+    check_specs=[
+        dg.AssetCheckSpec("beats_supervised", asset="ppo_policy",
+                          description="PPO's best validation net Sharpe is above the supervised position head's "
+                          "(warns, with the numbers, when it is not)"),
+        dg.AssetCheckSpec("not_collapsed", asset="ppo_policy",
+                          description="the policy's validation positions are not constant (collapse guard)"),
+    ],
+    description="PPO fine-tune of the supervised model on the cost-aware trading env (rl: section): policy.pt with "
+    "lineage (parent = the supervised checkpoint), validation net Sharpe vs the supervised head and buy-and-hold.",
+)
+def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource, market_panel: pd.DataFrame,
+               feature_table: pd.DataFrame) -> dg.MaterializeResult:
+    from plus_ultra_ml.lineage import frame_fingerprint
+    from plus_ultra_ml.rl.fit import finetune_checkpoint
+    from plus_ultra_ml.training.fit import RunIds, TrainingData
+
+    cfg = experiment.load()
+    parent = supervised_checkpoint_path(context.instance)
+    fingerprint = (feature_table.attrs.get("plus_ultra.features") or {}).get("fingerprint") \
+        or frame_fingerprint(feature_table)
+    data = TrainingData(feature_table, market_panel, fingerprint)
+    result = finetune_checkpoint(
+        cfg, data, parent, run_ids=RunIds(context.run.run_id, "ppo_policy", None),
+        progress=lambda r: context.log.info(
+            f"ppo update {r.update}/{cfg.rl.updates}: reward {_fmt(r.reward_bps)} bps/bar, kl {_fmt(r.approx_kl)}, "
+            f"val net Sharpe {_fmt(r.val_sharpe_net)}"),
+    )
+    m = result.metrics
+    ppo, supervised = m["val_ppo_sharpe_net"], m["val_supervised_sharpe_net"]
+    beat = beats_supervised_check(result.improved, ppo, supervised, m["val_buy_and_hold_sharpe_net"],
+                                  result.ppo.best_update)
+    collapse = result.ppo.collapse
+    guard = dg.AssetCheckResult(
+        check_name="not_collapsed", passed=not collapse.collapsed, severity=dg.AssetCheckSeverity.WARN,
+        description=collapse.message,
+        metadata={"position_std": collapse.std, "position_mean": collapse.mean,
+                  "saturated_share": collapse.saturated_share},
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(result.checkpoint)),
+            "parent": dg.MetadataValue.path(str(parent)),
+            "updates": cfg.rl.updates,
+            "best_update": result.ppo.best_update,
+            "freeze": cfg.rl.freeze,
+            "env_steps": result.ppo.env_steps,
+            "wall_time_s": round(result.ppo.wall_time_s, 2),
+            "val_net_sharpe_ppo": ppo,
+            "val_net_sharpe_supervised": supervised,
+            "val_net_sharpe_buy_and_hold": m["val_buy_and_hold_sharpe_net"],
+            "test_net_sharpe_ppo": m.get("test_ppo_sharpe_net", float("nan")),
+            "test_net_sharpe_supervised": m.get("test_supervised_sharpe_net", float("nan")),
+            "test_net_sharpe_buy_and_hold": m.get("test_buy_and_hold_sharpe_net", float("nan")),
+            "metrics": dg.MetadataValue.json({k: (v if math.isfinite(v) else None) for k, v in m.items()}),
+            "history": dg.MetadataValue.md(_history_markdown(result.history)),
+            "lineage": dg.MetadataValue.json(result.lineage.summary()),
+        },
+        check_results=[beat, guard],
+    )
