@@ -14,7 +14,8 @@ Metrics:
   pooled Pearson IC against the next bar's simple return, the fixture oracle's definition;
 - the position head's equal-weight portfolio over symbols: per-bar net PnL through
   objectives.pnl (next-bar fills, trading and holding costs), annualised Sharpe net and gross,
-  turnover. A bar without a window (the segment's first window-1 bars) is held flat.
+  turnover, and the net Sharpe of sign(forecast_1) as a reference for the forecast alone. A bar
+  without a window (the segment's first window-1 bars) is held flat.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     gross = portfolio_pnl(f["position"], f["next_return"], FREE)
     out["sharpe_net"] = _sharpe(net, periods_per_year)
     out["sharpe_gross"] = _sharpe(gross, periods_per_year)
+    # the simplest rule on the forecast itself, sign(forecast_1): separates a good forecast from a poor position head
+    sign = np.sign(f["forecast_1"])
+    out["forecast_sign_sharpe_net"] = _sharpe(portfolio_pnl(sign, f["next_return"], costs), periods_per_year)
     out["turnover"] = float(M.turnover(_wide(f["position"]).fillna(0.0)).mean())
     out["exposure"] = float(f["position"].abs().mean())
     out["windows"] = float(len(f))

@@ -22,11 +22,12 @@ writes, and the other ranks return None.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,20 @@ def _strategy(hw: TrainConfig) -> Any:
         backend = "gloo" if hw.accelerator == "cpu" else None
         return DDPStrategy(process_group_backend=backend, find_unused_parameters=True)
     return hw.strategy
+
+
+@contextlib.contextmanager
+def cpu_threads(hw: TrainConfig) -> Iterator[None]:
+    """Use `train.cpu_threads` torch threads inside the block (CPU only), then restore the previous count."""
+    if hw.cpu_threads is None or hw.accelerator not in ("cpu", "auto"):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(hw.cpu_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run_key(kind: str, cfg: ExperimentConfig, data: TrainingData, split: Split, parent: str | None) -> str:
@@ -331,6 +346,13 @@ def pretrain(
     Metrics: the pretext loss on the test segment's windows (`test_loss`, fixed seed) and the best
     validation loss. Returns None on DDP ranks other than 0.
     """
+    with cpu_threads(cfg.train):
+        return _pretrain(cfg, data, split, root, run_ids, callbacks, progress, resume)
+
+
+def _pretrain(cfg: ExperimentConfig, data: TrainingData, split: Split | None, root: str | Path | None,
+              run_ids: RunIds, callbacks: Sequence[Callback], progress: ProgressFn | None,
+              resume: bool) -> FitResult | None:
     loop = cfg.pretrain
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = _datamodule(cfg, data, loop, split)
@@ -390,6 +412,13 @@ def train_supervised(
     `baseline_*` (momentum, linear, buy-and-hold on the same test windows), `val_*` (best epoch).
     Without a test segment only the validation numbers are recorded. None on DDP ranks other than 0.
     """
+    with cpu_threads(cfg.train):
+        return _train_supervised(cfg, data, split, pretrain_checkpoint, root, run_ids, callbacks, progress, resume)
+
+
+def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | None,
+                      pretrain_checkpoint: str | Path | None, root: str | Path | None, run_ids: RunIds,
+                      callbacks: Sequence[Callback], progress: ProgressFn | None, resume: bool) -> FitResult | None:
     loop = cfg.train
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = _datamodule(cfg, data, loop, split, loop.curriculum, loop.curriculum_epochs)
