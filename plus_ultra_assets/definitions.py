@@ -13,7 +13,7 @@ import os
 import dagster as dg
 
 from plus_ultra_assets import schedules, sensors
-from plus_ultra_assets.assets import features, market
+from plus_ultra_assets.assets import features, market, models, policy
 from plus_ultra_assets.io_managers import ParquetIOManager
 from plus_ultra_assets.jobs import production_line, refresh_features
 from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
@@ -25,7 +25,8 @@ experiment = ExperimentConfigResource(path=CONFIG_PATH)
 automation = load_config(CONFIG_PATH).automation  # schedules need their cron when definitions load
 
 defs = dg.Definitions(
-    assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table],
+    assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table,
+            models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy],
     jobs=[production_line, refresh_features],
     schedules=[schedules.nightly_retrain(automation)],
     sensors=[sensors.new_candles_sensor(automation), sensors.run_failure_alert(automation)],

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from plus_ultra_assets.assets import features, market
+from plus_ultra_assets.assets import features, market, models
 
 TRAINING_TAG = "plus_ultra/training"  # dagster.yaml limits runs carrying it to one at a time
-PRODUCTION_GROUPS = (market.GROUP, features.GROUP)
+PRODUCTION_GROUPS = (market.GROUP, features.GROUP, models.GROUP)
 REFRESH_GROUPS = (market.GROUP, features.GROUP)
 
 production_line = dg.define_asset_job(
