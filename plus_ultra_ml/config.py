@@ -299,6 +299,7 @@ class RLConfig(Section):
     # torch intra-op threads while PPO runs (restored after); None: torch's default. The per-bar
     # policy steps are tiny ops: on a shared CPU one thread is often many times faster than two.
     threads: int | None = Field(None, ge=1)
+    device: str = "cpu"  # where the backbone runs ("cuda"); heads, env and per-bar steps stay on the CPU
 
     @model_validator(mode="after")
     def _shaping_weight(self) -> RLConfig:

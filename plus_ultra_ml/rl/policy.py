@@ -15,7 +15,9 @@ backbone states computed once per row and cached; "partial", also the backbone's
 `partial_units` units (top-level modules in registration order, each block of a ModuleList one
 unit; hybrid_transformer: the final norm and the last block for 2); "full", every weight.
 The backbone always runs in eval mode (no dropout, no symbol dropout): a log-probability must be
-the same function of the weights in the rollout and in the update.
+the same function of the weights in the rollout and in the update. It may live on an accelerator
+(`backbone_to`, RLConfig.device); its states come back to the CPU, where the heads and the
+environment's per-bar steps run.
 """
 
 from __future__ import annotations
@@ -105,8 +107,17 @@ class ActorCritic(nn.Module):
 
     # ---- forward pieces ------------------------------------------------------------------
     def encode(self, windows: Tensor, symbols: Tensor) -> Tensor:
-        """(B, T, F) windows ending at the decision bars, (B,) model symbol ids -> (B, D) last-bar states."""
-        return self.net.backbone(windows, symbols)[:, -1]
+        """(B, T, F) windows ending at the decision bars, (B,) model symbol ids -> (B, D) last-bar states.
+
+        Runs on the backbone's device; the states come back to the inputs' device (the heads, the
+        environment and the optimiser's per-bar work stay on the CPU)."""
+        device = next(self.net.backbone.parameters()).device
+        return self.net.backbone(windows.to(device), symbols.to(device))[:, -1].to(windows.device)
+
+    def backbone_to(self, device: str | torch.device) -> ActorCritic:
+        """Put the backbone (only) on `device`: "cpu", "cuda", "cuda:1", ..."""
+        self.net.backbone.to(device)
+        return self
 
     def forward(self, hidden: Tensor, state: Tensor) -> PolicyOutput:
         """hidden (B, D) backbone states, state (B, 1 + K) `Observation.state()` -> mean, log-std, value."""

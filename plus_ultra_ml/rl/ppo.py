@@ -215,7 +215,7 @@ def _lr_factor(update: int, rl: RLConfig) -> float:
 
 
 def _snapshot(policy: ActorCritic) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()}
 
 
 def _record(update: int, lr: float, rollout: Rollout | None, stats: dict[str, float], score: dict[str, float],
@@ -266,6 +266,7 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
     generator = torch.Generator().manual_seed(seed)
     env_cfg = EnvConfig.from_config(rl, costs)
     policy = ActorCritic(net, env_cfg.state_dim, rl.freeze, rl.partial_units, rl.init_log_std).eval()
+    policy.backbone_to(rl.device)
     features, symbols = torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long()
     encoder = RowEncoder(policy, features, symbols, data.window, rl.eval_batch_size)
     env = TradingEnv(data, "train", env_cfg)
@@ -307,6 +308,7 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
             best = (update, sharpe, _snapshot(policy), positions, score)
     best_update, _, state, best_positions, best_score = best
     policy.load_state_dict(state)
+    policy.backbone_to("cpu")  # the returned policy (and its checkpoint) lives on the CPU
     collapse = collapse_report(best_positions, rl.collapse_std)
     return PPOResult(
         policy=policy, history=history, best_update=best_update,
