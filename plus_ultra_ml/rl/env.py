@@ -220,8 +220,8 @@ class TradingEnv:
     # ---- stepping ------------------------------------------------------------------------
     def observe(self) -> Observation:
         vol = self.volatility[self.row]  # (E,) known at the close of bar t
-        return Observation(self.row.clone(), self.model_symbols(self.row), self.position.clone(),
-                           self.history / vol[:, None])
+        # state tensors are replaced, never changed in place, so an observation can share them
+        return Observation(self.row, self.model_symbols(self.row), self.position, self.history / vol[:, None])
 
     def step(self, action: Tensor) -> Step:
         """Hold `action` (E,) in [-1, 1] from bar t to t+1; reward = the canonical net PnL (+ shaping)."""
@@ -229,27 +229,35 @@ class TradingEnv:
         action = action.detach().to(torch.float64).reshape(-1)
         if action.shape != self.position.shape:
             raise ValueError(f"action must have shape ({len(self.position)},), got {tuple(action.shape)}")
-        if not torch.isfinite(action).all() or (action.abs() > 1.0).any():
+        if not bool((action.abs() <= 1.0).all()):  # False for NaN as well
             raise ValueError("actions are target positions and must be finite and in [-1, 1]")
         active = self.steps < lengths
-        target = torch.where(active, action, self.position)  # an ended episode keeps its position ...
-        r = torch.where(active, self.next_return[self.row], 0.0)  # (E,) r[t+1] of the decision bar
-        parts = pnl_breakdown(target[:, None], r[:, None], self.cfg.costs, previous_position=self.position)
-        parts = PnlBreakdown(*(torch.where(active, x[:, 0], 0.0) for x in parts))  # ... and earns nothing
+        everyone = bool(active.all())  # the common case: skip the masking
+        r = self.next_return[self.row]  # (E,) r[t+1] of the decision bar
+        if everyone:
+            target = action
+            parts = pnl_breakdown(target[:, None], r[:, None], self.cfg.costs, previous_position=self.position)
+            parts = PnlBreakdown(*(x[:, 0] for x in parts))
+        else:
+            target = torch.where(active, action, self.position)  # an ended episode keeps its position ...
+            r = torch.where(active, r, 0.0)
+            parts = pnl_breakdown(target[:, None], r[:, None], self.cfg.costs, previous_position=self.position)
+            parts = PnlBreakdown(*(torch.where(active, x[:, 0], 0.0) for x in parts))  # ... and earns nothing
         net = parts.net
         shaped = self.cfg.risk_shaping != "none"
         reward = net + self.cfg.risk_coef * self._shaping(net, active) if shaped else net
         self.position = target
         if self.cfg.recent_pnl_bars:
             shifted = torch.cat([self.history[:, 1:], net[:, None]], dim=1)
-            self.history = torch.where(active[:, None], shifted, self.history)
+            self.history = shifted if everyone else torch.where(active[:, None], shifted, self.history)
         self.steps = self.steps + active.long()
         done = active & (self.steps == lengths)
         self.row = self.row + (active & ~done).long()  # an ended episode stays on its last bar ...
         next_obs = self.observe()
-        bootstrap_row = self.row + done.long()  # ... and its next state is the bar after it
-        next_obs = next_obs._replace(row=bootstrap_row, symbol=self.model_symbols(bootstrap_row),
-                                     recent_pnl=self.history / self.volatility[bootstrap_row][:, None])
+        if bool(done.any()):  # ... and its next state is the bar after it (the bootstrap state)
+            bootstrap_row = self.row + done.long()
+            next_obs = next_obs._replace(row=bootstrap_row, symbol=self.model_symbols(bootstrap_row),
+                                         recent_pnl=self.history / self.volatility[bootstrap_row][:, None])
         return Step(reward, parts, active, done, next_obs)
 
     def _shaping(self, net: Tensor, active: Tensor) -> Tensor:
