@@ -124,3 +124,24 @@ def test_threads_setting_is_restored(data):
     before = torch.get_num_threads()
     finetune(tiny_net(data), data, fast_rl(updates=1, threads=2), COSTS, seed=0)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("freeze", ["frozen", "partial", "full"])
+def test_only_the_configured_weights_move(data, freeze):
+    from plus_ultra_ml.rl.policy import backbone_units
+
+    net = tiny_net(data)
+    result = finetune(net, data, fast_rl(updates=2, freeze=freeze, partial_units=1, lr=1e-2, include_initial=False),
+                      COSTS, seed=0)
+    before, after = net.backbone, result.policy.net.backbone
+    last = {id(p) for p in backbone_units(after)[-1].parameters()}
+    moved = {name for (name, p), q in zip(after.named_parameters(), before.parameters()) if not torch.equal(p, q)}
+    in_last = {name for name, p in after.named_parameters() if id(p) in last}
+    if freeze == "frozen":
+        assert moved == set()
+    elif freeze == "partial":
+        assert moved and moved <= in_last
+    else:
+        assert moved - in_last  # weights below the last unit train too
+    assert not torch.equal(result.policy.net.policy_head.mean.weight, net.position_head.linear.weight)
+    assert torch.equal(result.policy.net.position_head.linear.weight, net.position_head.linear.weight)
