@@ -13,26 +13,30 @@ import os
 import dagster as dg
 
 from plus_ultra_assets import schedules, sensors
-from plus_ultra_assets.assets import features, market, models, policy
+from plus_ultra_assets.assets import evaluation, features, market, models, policy
 from plus_ultra_assets.io_managers import ParquetIOManager
-from plus_ultra_assets.jobs import production_line, refresh_features
-from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_assets.jobs import production_line, refresh_features, walkforward, walkforward_report_job
+from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.artifacts import home
 from plus_ultra_ml.config import load_config
 
 CONFIG_PATH = os.environ.get("PLUS_ULTRA_CONFIG", "configs/smoke.yaml")
 experiment = ExperimentConfigResource(path=CONFIG_PATH)
+artifacts = ArtifactsResource(root=str(home(create=False)))
 automation = load_config(CONFIG_PATH).automation  # schedules need their cron when definitions load
 
 defs = dg.Definitions(
     assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table,
-            models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy],
-    jobs=[production_line, refresh_features],
+            models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy,
+            evaluation.walkforward_fold, evaluation.walkforward_report],
+    jobs=[production_line, refresh_features, walkforward, walkforward_report_job],
     schedules=[schedules.nightly_retrain(automation)],
-    sensors=[sensors.new_candles_sensor(automation), sensors.run_failure_alert(automation)],
+    sensors=[sensors.new_candles_sensor(automation), sensors.fold_sensor(automation),
+             sensors.run_failure_alert(automation)],
     resources={
         "experiment": experiment,
         "market_database": MarketDatabase(path=os.environ.get("PLUS_ULTRA_DB", ""), experiment=experiment),
-        "parquet_io": ParquetIOManager(base_path=str(home(create=False) / "assets")),
+        "artifacts": artifacts,
+        "parquet_io": ParquetIOManager(base_path=str(artifacts.assets_dir)),
     },
 )

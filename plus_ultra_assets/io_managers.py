@@ -9,8 +9,11 @@ from upath import UPath
 from plus_ultra_ml.artifacts import atomic_path
 
 
+EXTENSION = ".parquet"
+
+
 class _AtomicParquet(dg.UPathIOManager):
-    extension = ".parquet"
+    extension = EXTENSION
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         with atomic_path(str(path)) as tmp:  # temp file + rename: a crash leaves no half file

@@ -20,3 +20,16 @@ refresh_features = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*REFRESH_GROUPS),
     description="New candles: rebuild panel -> regimes -> features, without retraining.",
 )
+
+walkforward = dg.define_asset_job(
+    "walkforward",
+    selection=dg.AssetSelection.assets("walkforward_fold"),
+    tags={TRAINING_TAG: "walkforward"},
+    description="Refit and score one walk-forward fold (a partition); backfill it for the whole walk-forward.",
+)
+
+walkforward_report_job = dg.define_asset_job(
+    "walkforward_report_job",
+    selection=dg.AssetSelection.assets("walkforward_report"),
+    description="Rebuild the walk-forward report over every materialised fold.",
+)

@@ -53,3 +53,14 @@ def issues_table(issues) -> dg.MetadataValue:
         dg.TableColumn("count", "int"), dg.TableColumn("message", "string"), dg.TableColumn("example", "string"),
     ])
     return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def report_table(frame: pd.DataFrame, digits: int = 4) -> dg.MetadataValue:
+    """A strategy x metric frame as a UI table (floats rounded, NaN as empty)."""
+    table = frame.reset_index().rename(columns={"index": "strategy"})
+    records = [dg.TableRecord({str(k): (None if isinstance(v, float) and v != v else
+                                        round(float(v), digits) if isinstance(v, float) else str(v))
+                               for k, v in row.items()}) for row in table.to_dict("records")]
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), "float" if c != "strategy" else "string")
+                                     for c in table.columns])
+    return dg.MetadataValue.table(records=records, schema=schema)

@@ -28,3 +28,21 @@ class MarketDatabase(dg.ConfigurableResource):
 
     def resolve(self) -> Path:
         return Path(self.path or self.experiment.load().data.db_path).expanduser().resolve()
+
+
+class ArtifactsResource(dg.ConfigurableResource):
+    """The artifacts root; frames of the parquet IO manager live under `<root>/assets`."""
+
+    root: str = Field(description="artifacts root ($PLUS_ULTRA_HOME)")
+
+    @property
+    def assets_dir(self) -> Path:
+        return Path(self.root) / "assets"
+
+    def asset_path(self, asset: str) -> Path:
+        """Where the parquet IO manager keeps an unpartitioned asset."""
+        return self.assets_dir / f"{asset}.parquet"
+
+    def partition_path(self, asset: str, partition: str) -> Path:
+        """Where the parquet IO manager keeps one partition of an asset."""
+        return self.assets_dir / asset / f"{partition}.parquet"

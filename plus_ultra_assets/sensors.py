@@ -3,11 +3,14 @@
 import json
 import logging
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
-from plus_ultra_assets.jobs import production_line, refresh_features
-from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_assets.jobs import production_line, refresh_features, walkforward
+from plus_ultra_assets.partitions import FOLDS
+from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.config import AutomationConfig
 
 log = logging.getLogger(__name__)
@@ -63,5 +66,37 @@ def run_failure_alert(automation: AutomationConfig) -> dg.RunStatusSensorDefinit
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10):
                 pass
+
+    return _sensor
+
+
+def fold_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
+    """Adds a walk-forward partition when a fold's test window has closed in the latest panel."""
+
+    @dg.sensor(
+        name="walkforward_fold_sensor",
+        job=walkforward,
+        minimum_interval_seconds=automation.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Plans folds on the latest market_panel; adds closed folds as partitions (and runs them when "
+        "automation.materialise_new_folds).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, experiment: ExperimentConfigResource,
+                artifacts: ArtifactsResource):
+        from plus_ultra_ml.evaluation.walkforward import plan_folds
+
+        path = artifacts.asset_path("market_panel")
+        if not path.exists():
+            return dg.SkipReason(f"market_panel is not materialised yet ({path})")
+        cfg = experiment.load()
+        times = pd.read_parquet(path, columns=[]).index.get_level_values("timestamp")
+        planned = [fold.name for fold in plan_folds(times, cfg.walkforward, cfg.windows)]
+        known = set(context.instance.get_dynamic_partitions(FOLDS.name))
+        new = [name for name in planned if name not in known]
+        if not new:
+            return dg.SkipReason(f"no newly closed fold ({len(planned)} planned, all known)")
+        runs = [dg.RunRequest(partition_key=name, run_key=f"fold-{name}") for name in new] \
+            if cfg.automation.materialise_new_folds else []
+        return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=[FOLDS.build_add_request(new)])
 
     return _sensor

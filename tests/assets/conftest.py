@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plus_ultra_assets.io_managers import ParquetIOManager
-from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.config import FixtureConfig
 from plus_ultra_ml.data.fixture import build_fixture
 
@@ -31,6 +31,7 @@ def resources_for(tmp_path, request):
         return {
             "experiment": experiment,
             "market_database": MarketDatabase(path=str(db_path), experiment=experiment),
+            "artifacts": ArtifactsResource(root=str(tmp_path)),
             "parquet_io": ParquetIOManager(base_path=str(tmp_path / "assets")),
         }
 

@@ -1,0 +1,111 @@
+"""One walk-forward fold, end to end: refit the recipe on the fold's own segments, predict its test window.
+
+For each seed, the supervised model is trained on the fold's training segment (model selection on
+its validation segment) with `training.fit.train_supervised(split=fold.split)`, then, when
+``walkforward.ppo`` is set, fine-tuned with PPO on the same segments. A warm start is allowed only
+from a checkpoint whose data cutoff is not after the fold's validation end (checked by
+`training.checkpoint.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
+segments. Everything is scored on the test window only, on the bars every strategy has a
+prediction for, in the report format of `evaluation.report` (one row per (symbol, bar)).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.windows import build_targets
+from plus_ultra_ml.evaluation.baselines import run_baselines
+from plus_ultra_ml.evaluation.report import FORECAST, POSITION, REGIME, TARGET
+from plus_ultra_ml.evaluation.walkforward import Fold
+from plus_ultra_ml.training.fit import RunIds, TrainingData, train_supervised
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: str
+    predictions: pd.DataFrame  # report format: fold, seed, next_return, position__*, forecast__h*, target__h*, regime__*
+    checkpoints: dict[str, list[str]]  # "supervised" / "ppo" -> one path per seed
+    metrics: dict[str, float] = field(default_factory=dict)  # per-seed test metrics, flattened
+
+
+def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData, segment: str) -> pd.DataFrame:
+    """Forecasts (return units) and position-head positions of a saved model on one segment of its split."""
+    from plus_ultra_ml.rl.fit import policy_windows
+    from plus_ultra_ml.training.checkpoint import load_checkpoint
+    from plus_ultra_ml.training.evaluate import predict_segment
+    from plus_ultra_ml.training.lit_modules import SupervisedModule
+
+    model = load_checkpoint(checkpoint)
+    windowed = policy_windows(cfg, data, model)
+    module = SupervisedModule(model.net, cfg.train, cfg.costs)
+    return predict_segment(module, windowed, segment).frame
+
+
+def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int, root: Path,
+               run_ids: RunIds, warm_start: str | Path | None,
+               progress: Callable[[str], None] | None) -> tuple[pd.DataFrame, dict[str, str], dict[str, float]]:
+    seeded = cfg.model_copy(update={"seed": seed})
+    say = progress or (lambda message: None)
+    say(f"{fold.name} seed {seed}: supervised training")
+    fit = train_supervised(seeded, data, split=fold.split, pretrain_checkpoint=warm_start,
+                           root=root / f"seed{seed}" / "supervised", run_ids=run_ids)
+    paths = {"supervised": str(fit.checkpoint)}
+    metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith("test_")}
+    predicted = model_predictions(fit.checkpoint, seeded, data, "test")
+    horizon = sum(1 for c in predicted.columns if c.startswith("forecast_"))
+    rows = pd.DataFrame(index=predicted.index)
+    rows[POSITION + "model"] = predicted["position"]
+    for h in range(1, horizon + 1):
+        rows[f"{FORECAST}h{h}"] = predicted[f"forecast_{h}"]
+        rows[f"{TARGET}h{h}"] = predicted[f"target_{h}"]
+    if cfg.walkforward.ppo:
+        from plus_ultra_ml.rl.fit import finetune_checkpoint
+
+        say(f"{fold.name} seed {seed}: PPO fine-tuning")
+        policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids)
+        paths["ppo"] = str(policy.checkpoint)
+        metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items() if k.startswith("test_ppo")})
+        rows[POSITION + "ppo"] = policy.test_positions.reindex(rows.index)
+    rows["seed"] = seed
+    return rows, paths, metrics
+
+
+def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str | Path,
+             regimes: pd.DataFrame | None = None, run_ids: RunIds = RunIds(),
+             warm_start: str | Path | None = None, progress: Callable[[str], None] | None = None) -> FoldResult:
+    """Train, fine-tune and predict one fold for every seed; add the baselines on the same bars."""
+    root = Path(root)
+    seeds = [cfg.seed + k for k in range(cfg.walkforward.seeds)]
+    pieces, checkpoints, metrics = [], {"supervised": [], "ppo": []}, {}
+    for seed in seeds:
+        rows, paths, seed_metrics = _seed_rows(cfg, data, fold, seed, root, run_ids, warm_start, progress)
+        pieces.append(rows)
+        for kind, path in paths.items():
+            checkpoints[kind].append(path)
+        metrics.update(seed_metrics)
+    predictions = pd.concat(pieces)
+    targets = build_targets(data.panel, cfg.windows.horizon)
+    baselines = run_baselines(data.panel, data.features, targets, fold.split, "test", seed=cfg.seed)
+    for name, result in baselines.items():
+        predictions[POSITION + name] = result.position.reindex(predictions.index).to_numpy()
+    predictions["next_return"] = targets.next_return.reindex(predictions.index).to_numpy()
+    if regimes is not None:
+        for column in regimes.columns:
+            predictions[REGIME + str(column)] = regimes[column].astype("string").reindex(predictions.index).to_numpy()
+    predictions["fold"] = fold.name
+    positions = [c for c in predictions.columns if c.startswith(POSITION)]
+    complete = predictions[positions].notna().all(axis=1) & np.isfinite(predictions["next_return"])
+    if not complete.all():
+        logger.info("%s: %d of %d rows lack a strategy's position or a next return; scored on the rest",
+                    fold.name, int((~complete).sum()), len(predictions))
+    return FoldResult(fold.name, predictions[complete].sort_index(), {k: v for k, v in checkpoints.items() if v},
+                      metrics)

@@ -1,0 +1,58 @@
+"""The evaluation line in-process: fold partitions refit and score out of sample; the report aggregates them."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from plus_ultra_assets import sensors
+from plus_ultra_assets.assets import evaluation, features, market
+from plus_ultra_assets.partitions import FOLDS
+from plus_ultra_ml.config import AutomationConfig
+from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.config import load_config
+
+TINY = ["windows.window=16", "windows.horizon=2", "train.epochs=1", "train.limit_train_batches=4",
+        "train.batch_size=32", "rl.updates=2", "rl.n_envs=4", "rl.steps_per_rollout=16",
+        "walkforward.test_bars=200", "walkforward.val_bars=150", "walkforward.min_train_bars=300",
+        "walkforward.n_folds=2", "tracking.mode=disabled"]
+UPSTREAM = [market.market_db, market.market_panel, market.regime_labels, features.feature_table]
+ASSETS = [*UPSTREAM, evaluation.walkforward_fold, evaluation.walkforward_report]
+
+
+@pytest.mark.integration
+def test_folds_then_report(small_market, resources_for, tmp_path):
+    resources = resources_for(small_market, *TINY)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(UPSTREAM, resources=resources, instance=instance).success
+        with dg.build_sensor_context(instance=instance, resources={k: resources[k] for k in ("experiment", "artifacts")},
+                                     cursor=None) as context:
+            result = sensors.fold_sensor(AutomationConfig())(context)
+        added = result.dynamic_partitions_requests[0].partition_keys
+        panel = pd.read_parquet(tmp_path / "assets" / "market_panel.parquet")
+        cfg = load_config("configs/smoke.yaml", TINY)
+        folds = plan_folds(panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+        assert list(added) == [f.name for f in folds]
+        instance.add_dynamic_partitions(FOLDS.name, list(added))
+        for fold in folds:
+            run = dg.materialize(ASSETS, selection=[evaluation.walkforward_fold], partition_key=fold.name,
+                                 resources=resources, instance=instance)
+            assert run.success
+            predictions = run.output_for_node("walkforward_fold")
+            times = predictions.index.get_level_values("timestamp")
+            assert times.min() >= fold.split.bounds["test"][0] > fold.cutoff
+            assert {"position__model", "position__ppo", "position__lightgbm", "next_return"} <= set(predictions.columns)
+        report = dg.materialize(ASSETS, selection=[evaluation.walkforward_report], resources=resources,
+                                instance=instance)
+        assert report.success
+        meta = report.asset_materializations_for_node("walkforward_report")[0].metadata
+        assert meta["folds"].value == sorted(added)
+        assert (tmp_path / "reports" / "walkforward" / "report.html").exists()
+
+
+def test_fold_sensor_skips_until_the_panel_exists(resources_for, small_market):
+    resources = resources_for(small_market)
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, resources={k: resources[k] for k in ("experiment", "artifacts")}) as context:
+        assert isinstance(sensors.fold_sensor(AutomationConfig())(context), dg.SkipReason)
