@@ -55,7 +55,7 @@ $(DB): | $(STAMP_RUN)
 fixture: $(STAMP_RUN) $(DB)
 
 run: setup instance fixture
-	$(BIN)/dagster job execute -m plus_ultra_assets.definitions -j production_line
+	$(BIN)/python -m plus_ultra_assets.run
 	@$(BIN)/plus-ultra outputs
 
 test: setup-test
