@@ -22,11 +22,15 @@ FreshOption = Annotated[bool, typer.Option("--fresh", help="ignore an interrupte
 
 def _fit(kind: str, config: Path, overrides: list[str] | None, db: Path | None, out: Path | None, fresh: bool,
          pretrain_checkpoint: Path | None = None) -> None:
+    import logging
     import time
+    import warnings
 
     from plus_ultra_ml.config import load_config
     from plus_ultra_ml.training import fit
 
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the progress bar and table say it
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # lightning's own deprecation, not ours
     cfg = load_config(config, overrides or ())
     started = time.perf_counter()
     with progress() as bar:

@@ -19,7 +19,6 @@ every mismatched config or weight key.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -214,9 +213,3 @@ def warm_start(net: PlusUltraNet, path: str | Path, feature_names: Sequence[str]
     return {"path": str(path.resolve()), "fingerprint": file_fingerprint(path), "kind": source.kind,
             "data_cutoff": parent_cutoff}
 
-
-def describe(model: TrainedModel) -> dict[str, Any]:
-    """A small JSON-ready summary of a loaded artifact."""
-    return {"path": str(model.path), "kind": model.kind, "architecture": model.net.recipe.architecture,
-            "parameters": sum(p.numel() for p in model.net.parameters()), "features": len(model.feature_names),
-            "window": model.window, "horizon": model.horizon, **dataclasses.asdict(model.lineage)["metrics"]}

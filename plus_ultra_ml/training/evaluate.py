@@ -124,8 +124,10 @@ def _sharpe(pnl: np.ndarray, ppy: float) -> float:
 
 
 def signal_metrics(forecast: pd.DataFrame, targets: pd.DataFrame, next_return: pd.Series) -> dict[str, float]:
-    """IC by horizon of forecasts (columns 1..H) against forward returns (same columns)."""
-    table = M.ic_by_horizon(forecast, targets, min_assets=min(3, forecast.index.get_level_values("symbol").nunique()))
+    """IC by horizon of forecasts (columns 1..H) against forward returns (same columns): mean
+    cross-sectional IC and rank IC (NaN with fewer than 3 symbols), pooled IC, and the pooled IC of
+    forecast 1 against the next bar's simple return."""
+    table = M.ic_by_horizon(forecast, targets, min_assets=3)  # fewer than 3 symbols: cross-sectional IC is NaN
     out: dict[str, float] = {}
     for h, row in table.iterrows():
         out[f"ic_h{h}"] = float(row["ic"])

@@ -384,11 +384,11 @@ def _pretext_loss(module: PretrainModule, dm: WindowDataModule, segment: str, se
     """Mean pretext loss over a segment's windows, with a fixed seed for the masks/augmentations."""
     module.eval()
     total, count = 0.0, 0
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        for batch in torch.utils.data.DataLoader(dm.dataset(segment), batch_size=dm.eval_batch_size):
+    with torch.no_grad():
+        loader = torch.utils.data.DataLoader(dm.dataset(segment), batch_size=dm.eval_batch_size)
+        for index, batch in enumerate(loader):
             batch = {k: v.to(module.device) for k, v in batch.items()}
-            total += float(module.model_step(batch).loss) * len(batch["x"])
+            total += float(module.seeded_step(batch, seed + index).loss) * len(batch["x"])
             count += len(batch["x"])
     return total / max(count, 1)
 

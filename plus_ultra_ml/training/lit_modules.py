@@ -78,8 +78,8 @@ def horizon_scale(vol: Tensor, horizons: int) -> Tensor:
     return vol.unsqueeze(-1) * root_h
 
 
-class _OptimisedModule(L.LightningModule):
-    """AdamW + warm-up/cosine from a `LoopConfig`; the total step count comes from the Trainer."""
+class OptimisedModule(L.LightningModule):
+    """AdamW + warm-up/cosine from a `LoopConfig` (total steps from the Trainer); subclass it for any model."""
 
     def __init__(self, loop: LoopConfig):
         super().__init__()
@@ -106,7 +106,7 @@ class SupervisedStep(NamedTuple):
     scale: Tensor  # (B, T, H) the volatility each horizon was divided by
 
 
-class SupervisedModule(_OptimisedModule):
+class SupervisedModule(OptimisedModule):
     """Risk-aware supervised training of an injected `PlusUltraNet` (see the module docstring)."""
 
     def __init__(self, net: PlusUltraNet, train: TrainConfig, costs: CostConfig):
@@ -228,7 +228,7 @@ class PretrainStep(NamedTuple):
     parts: dict[str, Tensor]
 
 
-class PretrainModule(_OptimisedModule):
+class PretrainModule(OptimisedModule):
     """Pretext training of an injected backbone ((B, T, F) -> (B, T, D)); see the module docstring."""
 
     def __init__(self, backbone: nn.Module, recipe: ModelRecipe, pretrain: PretrainConfig):
@@ -264,13 +264,21 @@ class PretrainModule(_OptimisedModule):
         self.log("train/loss", step.loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["x"]))
         return step.loss
 
+    def seeded_step(self, batch: Mapping[str, Tensor], seed: int) -> PretrainStep:
+        """`model_step` with masks/augmentations drawn from `seed`, leaving the training RNG untouched:
+        the same windows get the same masks every epoch, so validation losses are comparable."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self.model_step(batch)
+
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        step = self.model_step(batch)
+        step = self.seeded_step(batch, batch_idx)
         self.log("val/loss", step.loss, prog_bar=True, on_epoch=True, batch_size=len(batch["x"]), sync_dist=True)
         return step.loss
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        step = self.model_step(batch)
+        step = self.seeded_step(batch, batch_idx)
         self.log("test/loss", step.loss, on_epoch=True, batch_size=len(batch["x"]), sync_dist=True)
         return step.loss
 

@@ -46,8 +46,11 @@ class Tracking:
 
     def finish(self) -> None:
         """Close the W&B run so the next fit in this process starts a new one."""
-        if self.wandb is not None and self.wandb._experiment is not None:
-            self.wandb.experiment.finish()
+        if self.wandb is not None:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
 
 
 def make_tracking(cfg: TrackingConfig, run_dir: Path, name: str, config: dict[str, Any],

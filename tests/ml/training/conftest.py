@@ -43,7 +43,7 @@ def tiny_config(*overrides: str, **sections) -> ExperimentConfig:
         "windows": {"window": 8, "horizon": 2, "val_fraction": 0.2, "test_fraction": 0.2},
         "model": {"architecture": "hybrid_transformer", "backbone": dict(TINY_MODEL), "symbol_embedding_dim": 2},
         "pretrain": {"epochs": 1, "batch_size": 32, "lr": 3e-3, "warmup_steps": 2},
-        "train": {"epochs": 2, "batch_size": 32, "lr": 3e-3, "warmup_steps": 2},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 3e-3, "warmup_steps": 2, "cpu_threads": 1},
         "tracking": {"mode": "disabled"},
     }
     for name, values in sections.items():

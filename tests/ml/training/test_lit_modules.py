@@ -146,3 +146,15 @@ def test_train_config_rejects_unknown_and_unordered_curriculum():
     with pytest.raises(ConfigError, match="curriculum"):
         config_from_dict({"train": {"curriculum": [16, 8]}})
     assert TrainConfig(curriculum=(4, 8)).curriculum == (4, 8)
+
+
+def test_pretext_validation_masks_are_fixed_and_leave_the_training_rng_alone():
+    cfg = tiny_config(pretrain={"objective": "masked"})
+    net = tiny_net(cfg)
+    module = PretrainModule(net.backbone, net.recipe, cfg.pretrain).eval()
+    b = batch()
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first, second = module.seeded_step(b, 7).loss, module.seeded_step(b, 7).loss
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert first == second and module.seeded_step(b, 8).loss != first
