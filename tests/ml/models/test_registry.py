@@ -38,7 +38,7 @@ def test_mistyped_or_invalid_backbone_values_are_config_errors(params, needle):
         backbone_config("hybrid_transformer", params)
 
 
-def test_ints_widen_to_floats_and_lists_to_tuples():
+def test_ints_widen_to_float_fields():
     cfg = backbone_config("state_space", {"dt_max": 1, "d_model": 8})
     assert cfg.dt_max == 1.0 and isinstance(cfg.dt_max, float)
 
