@@ -77,15 +77,17 @@ def profile(
     table.add_row("parameters", f"{result.parameters:,}")
     table.add_row("forward GFLOPs / window", f"{result.forward_flops / 1e9:.4f}")
     table.add_row("fwd+bwd GFLOPs / window", f"{result.train_flops / 1e9:.4f}")
-    table.add_row("fwd+bwd windows / s", f"{result.windows_per_s:,.1f}")
+    table.add_row("fwd+bwd windows / s, best (median)",
+                  f"{result.windows_per_s:,.1f} ({result.windows_per_s_median:,.1f})")
     table.add_row("achieved GFLOP/s", f"{result.achieved_flops / 1e9:,.2f}")
     table.add_row(f"matmul peak GFLOP/s ({result.dtype})", f"{result.matmul_peak_flops / 1e9:,.1f}")
     table.add_row("MFU", f"{result.mfu:.2%}")
-    table.add_row(f"peak memory ({result.memory_method})", f"{result.peak_memory_bytes / 2**20:,.1f} MiB")
+    table.add_row("peak memory (first step)", f"{result.peak_memory_bytes / 2**20:,.1f} MiB")
     table.add_row("activations saved for backward", f"{result.activation_bytes / 2**20:,.1f} MiB")
     console.print(table)
     console.print(
-        "FLOPs count matmuls, convolutions and attention (flop counter) plus LSTM analytically; "
-        "no FFTs or elementwise work.",
+        f"Peak memory: {result.memory_method}. FLOPs count matmuls, convolutions and attention "
+        "(flop counter) plus LSTM analytically; no FFTs or elementwise work. A shared machine makes "
+        "throughput and the matmul peak noisy.",
         style="dim",
     )

@@ -4,7 +4,8 @@
   divided by the batch. It counts matmuls, convolutions and attention kernels only (elementwise
   work and FFTs are not counted). It does not see inside fused LSTM kernels, so LSTM matmul
   FLOPs are added analytically (2 * 4H(I+H) per step and layer forward, twice that backward).
-- Throughput: windows per second of forward + backward (no optimiser step), after warm-up.
+- Throughput: windows per second of forward + backward (no optimiser step), after warm-up; the
+  best of `repeats` timed runs of `steps` steps (and their median, to show the noise).
 - Peak memory: CUDA, `max_memory_allocated` during the first training step above the level
   before it; CPU, the peak process RSS during the first training step above the RSS before it,
   sampled every millisecond by a thread. Only the first step says anything on CPU: afterwards
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +49,8 @@ class ProfileResult:
     dtype: str
     forward_flops: float  # per window: counted matmul/conv/attention FLOPs (+ analytic LSTM)
     train_flops: float  # per window, forward + backward
-    windows_per_s: float  # forward + backward, no optimiser step
+    windows_per_s: float  # forward + backward, no optimiser step; best of the timed repeats
+    windows_per_s_median: float  # median of the repeats: the gap to the best shows the noise
     peak_memory_bytes: int
     memory_method: str
     activation_bytes: int  # tensors saved for backward in one step (deterministic, noise-free)
@@ -182,6 +185,7 @@ def profile_model(
     warmup: int = 2,
     on_phase: Callable[[str], None] | None = None,
     matmul_size: int | None = None,
+    repeats: int = 3,
 ) -> ProfileResult:
     """Profile training steps of `net` on random windows (B, T, F) with random symbol ids.
 
@@ -217,13 +221,15 @@ def profile_model(
         _loss(net, x, ids, dt).backward()
         net.zero_grad(set_to_none=True)
     report("timed steps")
-    _sync(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        _loss(net, x, ids, dt).backward()
-        net.zero_grad(set_to_none=True)
-    _sync(dev)
-    elapsed = time.perf_counter() - start
+    rates = []
+    for _ in range(repeats):
+        _sync(dev)
+        start = time.perf_counter()
+        for _ in range(steps):
+            _loss(net, x, ids, dt).backward()
+            net.zero_grad(set_to_none=True)
+        _sync(dev)
+        rates.append(steps * batch_size / (time.perf_counter() - start))
     report("matmul peak")
     peak = measure_matmul_peak(dev, dt, matmul_size)
     return ProfileResult(
@@ -235,7 +241,8 @@ def profile_model(
         dtype=dtype,
         forward_flops=forward / batch_size,
         train_flops=train / batch_size,
-        windows_per_s=steps * batch_size / elapsed,
+        windows_per_s=max(rates),
+        windows_per_s_median=statistics.median(rates),
         peak_memory_bytes=int(memory),
         memory_method=method,
         activation_bytes=activations,
