@@ -15,7 +15,13 @@ import dagster as dg
 from plus_ultra_assets import schedules, sensors
 from plus_ultra_assets.assets import evaluation, features, market, models, policy
 from plus_ultra_assets.io_managers import ParquetIOManager
-from plus_ultra_assets.jobs import production_line, refresh_features, walkforward, walkforward_report_job
+from plus_ultra_assets.jobs import (
+    observe_market_db,
+    production_line,
+    refresh_features,
+    walkforward,
+    walkforward_report_job,
+)
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.artifacts import home
 from plus_ultra_ml.config import load_config
@@ -29,7 +35,7 @@ defs = dg.Definitions(
     assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table,
             models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy,
             evaluation.walkforward_fold, evaluation.walkforward_report],
-    jobs=[production_line, refresh_features, walkforward, walkforward_report_job],
+    jobs=[observe_market_db, production_line, refresh_features, walkforward, walkforward_report_job],
     schedules=[schedules.nightly_retrain(automation)],
     sensors=[sensors.new_candles_sensor(automation), sensors.fold_sensor(automation),
              sensors.run_failure_alert(automation)],

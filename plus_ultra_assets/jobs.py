@@ -33,3 +33,9 @@ walkforward_report_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("walkforward_report"),
     description="Rebuild the walk-forward report over every materialised fold.",
 )
+
+observe_market_db = dg.define_asset_job(
+    "observe_market_db",
+    selection=dg.AssetSelection.assets("market_db"),
+    description="Record the database's current data version (per-symbol rows and last bars).",
+)

@@ -2,7 +2,7 @@
 
     python -m plus_ultra_assets.run [--folds N] [--skip-walkforward]
 
-1. `production_line` (market_panel ... ppo_policy), in process;
+1. an observation of `market_db`, then `production_line` (market_panel ... ppo_policy), in process;
 2. the walk-forward folds of the latest panel registered as partitions (what the fold sensor does
    under `dagster dev`), each materialised in its own run;
 3. `walkforward_report` over every materialised fold.
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=int, default=None, help="materialise only the most recent N folds")
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
+    _execute("observe_market_db", instance)
     timings = {"production_line": _execute("production_line", instance)}
     print(f"production line materialised in {timings['production_line']:.0f} s", flush=True)
     if not args.skip_walkforward:

@@ -39,14 +39,19 @@ def new_candles_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
         from plus_ultra_ml.data.store import data_version, series_summary
 
         cfg = experiment.load()
-        version = data_version(series_summary(market_database.resolve(), cfg.data.busy_timeout_s))
+        summary = series_summary(market_database.resolve(), cfg.data.busy_timeout_s)
+        version = data_version(summary)
         seen = context.cursor or _materialised_version(context.instance)
         if version == seen:
             context.update_cursor(version)
             return dg.SkipReason(f"no new candles (data version {version})")
         context.update_cursor(version)  # persisted with the tick: survives restarts
         job = production_line if cfg.automation.retrain_on_new_candles else refresh_features
-        return dg.RunRequest(run_key=f"candles-{version}", job_name=job.name, tags={DATA_VERSION_TAG: version})
+        observation = dg.AssetObservation(  # the UI shows market_db's new data version (and what is stale)
+            asset_key="market_db", tags={"dagster/data_version": version},
+            metadata={"symbols": len(summary), "last_bar_per_symbol": {k: v["last"] for k, v in summary.items()}})
+        request = dg.RunRequest(run_key=f"candles-{version}", job_name=job.name, tags={DATA_VERSION_TAG: version})
+        return dg.SensorResult(run_requests=[request], asset_events=[observation])
 
     return _sensor
 

@@ -48,13 +48,17 @@ def test_one_run_per_new_data_version_and_none_without_change(small_market, reso
     sensor = sensors.new_candles_sensor(AutomationConfig())
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     with dg.instance_for_test() as instance:
-        first, cursor = _tick(sensor, instance, resources, None)
-        assert isinstance(first, dg.RunRequest) and first.job_name == "refresh_features"
+        result, cursor = _tick(sensor, instance, resources, None)
+        (first,) = result.run_requests
+        assert first.job_name == "refresh_features"
+        (observation,) = result.asset_events
+        assert observation.tags["dagster/data_version"] == cursor
         quiet, cursor = _tick(sensor, instance, resources, cursor)
         assert isinstance(quiet, dg.SkipReason)
         _append_candle(db)
-        fresh, restarted_cursor = _tick(sensor, instance, resources, cursor)  # a new context: a restart
-        assert isinstance(fresh, dg.RunRequest) and fresh.run_key != first.run_key
+        result, restarted_cursor = _tick(sensor, instance, resources, cursor)  # a new context: a restart
+        (fresh,) = result.run_requests
+        assert fresh.run_key != first.run_key
         assert fresh.tags[sensors.DATA_VERSION_TAG] == restarted_cursor
         again, _ = _tick(sensor, instance, resources, restarted_cursor)
         assert isinstance(again, dg.SkipReason)
@@ -64,8 +68,8 @@ def test_retraining_on_new_candles_when_configured(small_market, resources_for):
     sensor = sensors.new_candles_sensor(AutomationConfig())
     with dg.instance_for_test() as instance:
         resources = resources_for(small_market, "automation.retrain_on_new_candles=true")
-        request, _ = _tick(sensor, instance, resources, None)
-        assert request.job_name == "production_line"
+        result, _ = _tick(sensor, instance, resources, None)
+        assert result.run_requests[0].job_name == "production_line"
 
 
 def test_no_run_when_the_panel_already_reflects_the_database(small_market, resources_for):
