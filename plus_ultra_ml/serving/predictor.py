@@ -1,0 +1,289 @@
+"""The predictor: a supervised checkpoint, the recipe of its inputs, and the latest signal per symbol.
+
+`Predictor.load(path)` rebuilds the network from the file alone (training/checkpoint.py,
+``torch.load(weights_only=True)``), pins its feature definitions (serving/featurise.py) and checks
+that the features computed here have the fingerprint recorded in the checkpoint's lineage.
+`Predictor.predict(symbols)` returns, per symbol, the signal at its newest bar:
+
+    forecast    the forward log return for horizons 1..H, in return units: the forecast head's
+                volatility-scaled output times the causal EWM volatility at that bar times sqrt(h)
+                (the scale the training loss divided by, training/lit_modules.py)
+    position    the position head's output in [-1, 1], to hold from this bar's close to the next
+    quantiles   the quantile head's forecasts (return units), when the model has one
+
+Only supervised checkpoints (`model.pt`, kind "supervised") are served. A pretrained backbone has
+untrained heads; a PPO policy (`policy.pt`) is stateful (it reads its own previous position and
+recent PnL), which a stateless request/response cannot supply honestly: both are refused with the
+reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.config import FeaturesConfig, ServiceConfig, config_from_dict
+from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.lineage import LineageRecord
+from plus_ultra_ml.serving.featurise import FeatureRecipe, LatestFeaturiser, LatestWindows, recipe_for
+from plus_ultra_ml.training.checkpoint import CheckpointError, TrainedModel, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+SERVABLE_KIND = "supervised"
+
+
+class PredictorError(PlusUltraError):
+    """A checkpoint cannot be served (the message says why and what to serve instead)."""
+
+
+# --------------------------------------------------------------------------------------------
+# what is served
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelCard:
+    """What the service says about the model it serves (/health, /config, metrics)."""
+
+    fingerprint: str  # sha256 of the checkpoint file
+    kind: str
+    path: Path
+    source: str  # "registry" (the production pointer) or "checkpoint" (given on the command line)
+    created_at: str  # ISO, from lineage
+    data_cutoff: str  # the last bar any fitting saw
+    window: int
+    horizon: int
+    feature_names: tuple[str, ...]
+    feature_fingerprint: str | None
+    universe: tuple[str, ...]
+    quantiles: tuple[float, ...]
+    lineage: LineageRecord
+    loaded_at: float  # time.time()
+
+    def age_seconds(self, now: float | None = None) -> float:
+        """Seconds since the checkpoint was written (its lineage created_at)."""
+        created = dt.datetime.fromisoformat(self.created_at)
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=dt.timezone.utc)
+        return (now if now is not None else time.time()) - created.timestamp()
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The latest signal of one symbol."""
+
+    symbol: str
+    timestamp: pd.Timestamp  # the bar it is for (decided at its close)
+    forecast: tuple[float, ...]  # (H,) forward log returns, return units
+    position: float  # in [-1, 1]
+    volatility: float  # the forecast scale at that bar
+    quantiles: tuple[tuple[float, ...], ...] | None = None  # (H, Q) return units
+
+
+@dataclass(frozen=True)
+class Prediction:
+    signals: tuple[Signal, ...]
+    unavailable: Mapping[str, str]  # symbol -> why there is no signal
+    source: str  # "database" | "request"
+    data_version: str | None  # market_db version of the database read (None for supplied bars)
+    featurise_s: float
+    forward_s: float
+
+
+@dataclass(frozen=True)
+class NetOutputs:
+    """The network's outputs at the last bar of each window (numpy, float64)."""
+
+    forecast: np.ndarray  # (B, H) volatility-scaled
+    position: np.ndarray  # (B,)
+    quantiles: np.ndarray | None  # (B, H, Q) volatility-scaled
+
+
+@torch.inference_mode()
+def run_network(net: torch.nn.Module, x: np.ndarray, symbol_ids: torch.Tensor) -> NetOutputs:
+    """Forward (B, T, F) scaled windows; keep the last bar's outputs."""
+    out = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), symbol_ids)
+    quantiles = out.quantiles[:, -1].double().numpy() if out.quantiles is not None else None
+    return NetOutputs(out.forecast[:, -1].double().numpy(), out.position[:, -1].double().numpy(), quantiles)
+
+
+def return_units(scaled: np.ndarray, volatility: np.ndarray) -> np.ndarray:
+    """(B, H[, Q]) volatility-scaled outputs -> return units: x * vol * sqrt(h)."""
+    horizons = scaled.shape[1]
+    scale = volatility[:, None] * np.sqrt(np.arange(1, horizons + 1))  # (B, H)
+    return scaled * (scale[..., None] if scaled.ndim == 3 else scale)
+
+
+def _signals(windows: LatestWindows, out: NetOutputs) -> tuple[Signal, ...]:
+    forecast = return_units(out.forecast, windows.volatility)
+    quantiles = return_units(out.quantiles, windows.volatility) if out.quantiles is not None else None
+    return tuple(
+        Signal(symbol, stamp, tuple(map(float, forecast[i])), float(out.position[i]), float(windows.volatility[i]),
+               tuple(tuple(map(float, row)) for row in quantiles[i]) if quantiles is not None else None)
+        for i, (symbol, stamp) in enumerate(zip(windows.symbols, windows.timestamps, strict=True))
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+def load_servable(path: str | Path) -> TrainedModel:
+    """A supervised `model.pt`, or a `PredictorError` saying why this file cannot be served."""
+    path = Path(path)
+    try:
+        model = load_checkpoint(path)
+    except CheckpointError as error:
+        kind = _file_format(path)
+        if kind == "plus_ultra.policy":
+            raise PredictorError(
+                f"{path} is a PPO policy: it is stateful (its position depends on its own previous position and "
+                "recent PnL), which a stateless /predict cannot supply; serve its parent supervised checkpoint "
+                "(`plus-ultra lineage` names it) and run the policy where its positions are tracked"
+            ) from None
+        raise PredictorError(str(error)) from None
+    if model.kind != SERVABLE_KIND:
+        raise PredictorError(
+            f"{path} is a {model.kind!r} checkpoint; only supervised checkpoints have trained forecast and position "
+            "heads (`plus-ultra train` or the supervised_checkpoint asset writes one)"
+        )
+    return model
+
+
+def _file_format(path: Path) -> str | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - only used to refine an error message already being raised
+        return None
+    return payload.get("format") if isinstance(payload, Mapping) else None
+
+
+def training_periods_per_year(db_path: str | Path, lineage: LineageRecord, timeout_s: float = 10.0) -> float | None:
+    """The annualisation `compute_features` inferred at training time: distinct bars per year of the
+    training panel (its symbols and time range, short gaps filled as `build_panel` fills them)."""
+    from plus_ultra_ml.data.calendar import periods_per_year
+    from plus_ultra_ml.data.gaps import forward_fill_gaps
+    from plus_ultra_ml.data.store import load_panel
+
+    cfg = config_from_dict(lineage.config, source="the checkpoint's lineage config")
+    symbols = list(lineage.panel.get("symbols") or []) or None
+    panel = load_panel(db_path, symbols, lineage.panel.get("start"), lineage.panel.get("end"), False, timeout_s)
+    if panel.empty:
+        return None
+    spacing = pd.Timedelta(cfg.data.freq) if cfg.data.freq else None
+    panel, _ = forward_fill_gaps(panel, cfg.data.ffill_limit, spacing)
+    return float(periods_per_year(panel.index.get_level_values("timestamp")))
+
+
+def _pinned_features(lineage: LineageRecord, feature_table: str | Path | None) -> FeaturesConfig | None:
+    if feature_table is not None:
+        from plus_ultra_ml.features.pipeline import read_feature_config
+
+        return read_feature_config(feature_table)
+    recorded = lineage.features.get("config") if isinstance(lineage.features, Mapping) else None
+    return FeaturesConfig.model_validate(recorded) if recorded else None
+
+
+class Predictor:
+    """A served checkpoint (see the module docstring). Thread-safe: requests may call it concurrently."""
+
+    def __init__(self, model: TrainedModel, card: ModelCard, featuriser: LatestFeaturiser):
+        self.model = model
+        self.card = card
+        self.featuriser = featuriser
+        self._version_lock = threading.Lock()
+        self._version_key: tuple | None = None
+        self._data_version: str | None = None
+
+    @property
+    def recipe(self) -> FeatureRecipe:
+        return self.featuriser.recipe
+
+    @classmethod
+    def load(cls, path: str | Path, *, db_path: str | Path | None = None, service: ServiceConfig = ServiceConfig(),
+             source: str = "checkpoint", expected_fingerprint: str | None = None,
+             feature_table: str | Path | None = None, timeout_s: float = 10.0, warm: bool = True) -> Predictor:
+        """Load and check a checkpoint; with `warm`, featurise the database once (checks the fingerprint)."""
+        path = Path(path)
+        fingerprint = file_fingerprint(path) if path.is_file() else None
+        if expected_fingerprint is not None and fingerprint != expected_fingerprint:
+            raise PredictorError(
+                f"{path} has sha256 {str(fingerprint)[:12]}, not the {expected_fingerprint[:12]} the registry promoted: "
+                "the file changed after promotion; promote it again or restore it"
+            )
+        model = load_servable(path)
+        lineage = model.lineage
+        pinned = _pinned_features(lineage, feature_table)
+        ppy = None
+        cfg_features = config_from_dict(lineage.config, source="the checkpoint's lineage config").features
+        if (pinned is None or pinned.periods_per_year is None) and cfg_features.periods_per_year is None \
+                and db_path is not None:
+            ppy = training_periods_per_year(db_path, lineage, timeout_s)
+        universe = tuple(lineage.panel.get("symbols") or model.net.vocabulary.symbols)
+        recipe = recipe_for(lineage.config, model.feature_names, model.window,
+                            fingerprint=lineage.features.get("fingerprint"), universe=universe, periods_per_year=ppy,
+                            pinned=pinned, tolerance=service.convergence_tolerance, history_bars=service.history_bars)
+        card = ModelCard(
+            fingerprint=fingerprint or "", kind=model.kind, path=path.resolve(), source=source,
+            created_at=lineage.created_at, data_cutoff=lineage.data_cutoff, window=model.window,
+            horizon=model.horizon, feature_names=tuple(model.feature_names),
+            feature_fingerprint=lineage.features.get("fingerprint"), universe=universe,
+            quantiles=tuple(model.net.recipe.heads.quantiles), lineage=lineage, loaded_at=time.time(),
+        )
+        predictor = cls(model, card, LatestFeaturiser(recipe, model.scaler, db_path, timeout_s))
+        if warm and db_path is not None:
+            predictor.predict(universe[:1])  # reads, featurises, checks the fingerprint, builds the regime state
+        logger.info("serving %s (%s, sha256 %s, %d features, window %d, %d bars read per symbol)", path, model.kind,
+                    card.fingerprint[:12], len(model.feature_names), model.window, recipe.budget.bars)
+        return predictor
+
+    # ----------------------------------------------------------------------------------------
+    def symbol_ids(self, symbols: Sequence[str]) -> torch.Tensor:
+        return self.model.net.encode_symbols(list(symbols))
+
+    def forward(self, windows: LatestWindows) -> NetOutputs:
+        return run_network(self.model.net, windows.x, self.symbol_ids(windows.symbols))
+
+    def predict(self, symbols: Sequence[str], bars: pd.DataFrame | None = None) -> Prediction:
+        """The latest signal of each symbol, from the database (default) or from supplied bars."""
+        unknown = [s for s in symbols if s not in self.card.universe]
+        started = time.perf_counter()
+        known = [s for s in symbols if s in self.card.universe]
+        if bars is None:
+            windows = self.featuriser.from_database(known) if known else LatestWindows(
+                (), np.empty((0, self.card.window, len(self.card.feature_names)), np.float32), (), np.empty(0))
+            version = self.data_version(windows.key) if known else self._data_version
+            source = "database"
+        else:
+            windows = self.featuriser.from_bars(bars, known) if known else None
+            version, source = None, "request"
+        featurised = time.perf_counter()
+        signals: tuple[Signal, ...] = ()
+        if windows is not None and windows.symbols:
+            signals = _signals(windows, self.forward(windows))
+        done = time.perf_counter()
+        unavailable = {s: f"not in the model's universe {list(self.card.universe)}" for s in unknown}
+        if windows is not None:
+            unavailable.update(windows.unavailable)
+        return Prediction(signals, unavailable, source, version, featurised - started, done - featurised)
+
+    def data_version(self, key: tuple) -> str | None:
+        """The market_db data version (data.store.data_version) of the database the windows came from;
+        recomputed (one scan of the series index) only when a symbol's last bar changed."""
+        if key == self._version_key:
+            return self._data_version
+        from plus_ultra_ml.data.store import data_version, series_summary
+
+        with self._version_lock:
+            if key != self._version_key:
+                self._data_version = data_version(series_summary(self.featuriser._db(), self.featuriser.timeout_s))
+                self._version_key = key
+        return self._data_version

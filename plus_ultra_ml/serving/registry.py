@@ -1,0 +1,267 @@
+"""The production registry: a promotion gate, immutable copies, and one atomic production pointer.
+
+A checkpoint becomes "production" only through `Registry.promote`, and only when the gate passes:
+the same checks the Dagster `supervised_checkpoint` asset runs on the held-out test tail
+(plus_ultra_assets/assets/models.py), evaluated here from the metrics in the checkpoint's own
+lineage, plus any external results the caller brings (the Dagster layer passes the recorded asset
+check evaluations of the materialisation it promotes):
+
+    servable              a supervised checkpoint (forecast and position heads trained)
+    finite_losses         every held-out and validation loss is finite
+    heldout_ic_positive   held-out IC of the next-bar return > 0
+    beats_naive_baselines held-out IC > the momentum and the linear baseline's IC on the same windows
+
+Layout under ``service.registry_dir`` (default ``$PLUS_ULTRA_HOME/registry``):
+
+    models/<sha256[:16]>/model.pt (+ model.lineage.json)   a copy of each promoted file, never rewritten
+    production.lineage.json                                 the pointer, replaced by an atomic rename
+    history/<n>-<time>-<sha256[:12]>.lineage.json           every pointer ever written, numbered (audit, rollback)
+
+The pointer is itself a lineage record (kind "production") whose parent is the promoted copy, with
+the gate's results and the previous production model under ``promotion``: `plus-ultra lineage
+registry/production.lineage.json` prints the chain production -> checkpoint -> backbone -> database.
+The service loads only this pointer, and checks the copy's sha256 against it before serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plus_ultra_ml.artifacts import atomic_path, file_fingerprint, home, write_text_atomic
+from plus_ultra_ml.config import ServiceConfig
+from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc, read_lineage, write_sidecar
+
+logger = logging.getLogger(__name__)
+
+POINTER = "production.lineage.json"
+PRODUCTION_KIND = "production"
+SERVABLE_KIND = "supervised"
+BASELINES = ("baseline_momentum_ic_next_bar", "baseline_linear_ic_next_bar")
+
+
+class RegistryError(PlusUltraError):
+    """The registry or its pointer is unreadable, or a promotion cannot proceed."""
+
+
+# --------------------------------------------------------------------------------------------
+# the gate
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    checks: tuple[CheckOutcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in self.checks}}
+
+    def summary(self) -> str:
+        if self.passed:
+            return "every check passed: " + ", ".join(c.name for c in self.checks)
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures())
+
+
+def _number(metrics: Mapping[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan
+
+
+def evaluate_gate(record: LineageRecord, external: Mapping[str, bool] | None = None) -> GateResult:
+    """The promotion gate on a checkpoint's lineage (see the module docstring); `external` adds
+    named pass/fail results from elsewhere (Dagster asset checks), each of which must pass too."""
+    m = record.metrics
+    checks = [CheckOutcome("servable", record.kind == SERVABLE_KIND,
+                           f"kind {record.kind!r}" + ("" if record.kind == SERVABLE_KIND else
+                                                      f"; only {SERVABLE_KIND!r} checkpoints are served"))]
+    losses = {k: m.get(k) for k in m if k.startswith(("test_loss", "val_loss"))}
+    bad = sorted(k for k, v in losses.items() if not math.isfinite(_number(m, k)))
+    if "test_loss" not in losses:
+        bad.append("test_loss (not recorded: train with windows.test_fraction > 0)")
+    checks.append(CheckOutcome("finite_losses", not bad,
+                               f"{len(losses)} losses finite" if not bad else f"not finite or missing: {bad}"))
+    ic = _number(m, "test_ic_next_bar")
+    checks.append(CheckOutcome("heldout_ic_positive", ic > 0, f"held-out IC of the next-bar return {ic:.4f}"))
+    baselines = {k: _number(m, k) for k in BASELINES}
+    beaten = [k for k, v in baselines.items() if not ic > v]  # NaN on either side fails
+    numbers = ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
+    checks.append(CheckOutcome("beats_naive_baselines", not beaten,
+                               f"held-out IC {ic:.4f} vs {numbers}" + (f"; not above {beaten}" if beaten else "")))
+    for name, passed in sorted((external or {}).items()):
+        checks.append(CheckOutcome(f"external:{name}", bool(passed), "passed" if passed else "failed"))
+    return GateResult(tuple(checks))
+
+
+# --------------------------------------------------------------------------------------------
+# the registry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Production:
+    """A production pointer as read back: which file to serve and how it got there."""
+
+    path: Path  # the registry's copy of the checkpoint
+    fingerprint: str  # its sha256, checked before serving
+    kind: str  # the checkpoint's kind
+    promoted_at: str
+    source: str  # where the promoted file came from
+    record: LineageRecord  # the pointer's own lineage record (parent = the copy)
+    promotion: Mapping[str, Any]  # gate results, previous production, reason
+
+    def summary(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "kind": self.kind, "promoted_at": self.promoted_at,
+                "data_cutoff": self.record.data_cutoff, "gate": self.promotion.get("gate", {}).get("passed"),
+                "reason": self.promotion.get("reason")}
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    promoted: bool
+    gate: GateResult
+    production: Production | None  # the pointer after the call (the new one, or the one kept)
+    message: str
+
+
+class Registry:
+    """The production registry under `root` (see the module docstring)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    @classmethod
+    def from_config(cls, service: ServiceConfig) -> Registry:
+        return cls(Path(service.registry_dir) if service.registry_dir else home(create=False) / "registry")
+
+    @property
+    def pointer_path(self) -> Path:
+        return self.root / POINTER
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One promotion at a time (an OS lock on registry/.lock; readers never need it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- reading ------------------------------------------------------------------------------
+    def production(self) -> Production | None:
+        """The current pointer (None when nothing was ever promoted)."""
+        if not self.pointer_path.is_file():
+            return None
+        return self._read_pointer(self.pointer_path)
+
+    def _read_pointer(self, path: Path) -> Production:
+        try:
+            tree = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise RegistryError(f"production pointer {path} is unreadable ({error}); promote a checkpoint again") from None
+        record = LineageRecord.from_dict(tree)
+        parent = record.parent or {}
+        promotion = tree.get("promotion") or {}
+        if record.kind != PRODUCTION_KIND or not parent.get("path") or not parent.get("fingerprint"):
+            raise RegistryError(f"{path} is not a production pointer (kind {record.kind!r}); promote a checkpoint again")
+        return Production(Path(parent["path"]), str(parent["fingerprint"]), str(parent.get("kind")),
+                          str(promotion.get("promoted_at", record.created_at)), str(promotion.get("source", "")),
+                          record, promotion)
+
+    def history(self) -> list[Production]:
+        """Every pointer written, oldest first."""
+        folder = self.root / "history"
+        return [self._read_pointer(p) for p in sorted(folder.glob("*.lineage.json"))] if folder.is_dir() else []
+
+    # -- writing ------------------------------------------------------------------------------
+    def promote(self, checkpoint: str | Path, *, external_checks: Mapping[str, bool] | None = None,
+                run_ids: Mapping[str, Any] | None = None, reason: str = "promotion") -> PromotionResult:
+        """Make `checkpoint` production if the gate passes; otherwise keep the current pointer."""
+        checkpoint = Path(checkpoint).expanduser().resolve()
+        if not checkpoint.is_file():
+            raise RegistryError(f"checkpoint {checkpoint} does not exist")
+        record = read_lineage(checkpoint)
+        gate = evaluate_gate(record, external_checks)
+        current = self.production()
+        if not gate.passed:
+            message = f"not promoted ({gate.summary()}); production stays " + (
+                current.fingerprint[:12] if current else "empty")
+            logger.warning("%s: %s", checkpoint, message)
+            return PromotionResult(False, gate, current, message)
+        return self._write(checkpoint, record, gate, run_ids, reason)
+
+    def rollback(self, run_ids: Mapping[str, Any] | None = None) -> PromotionResult:
+        """Point production back at the previous distinct promoted model (it passed the gate then)."""
+        current = self.production()
+        if current is None:
+            raise RegistryError("nothing to roll back: the registry has no production model")
+        earlier = [p for p in self.history() if p.fingerprint != current.fingerprint]
+        if not earlier:
+            raise RegistryError("nothing to roll back to: only one model was ever promoted")
+        target = earlier[-1]
+        if not target.path.is_file() or file_fingerprint(target.path) != target.fingerprint:
+            raise RegistryError(f"the previous production copy {target.path} is missing or changed; promote a checkpoint")
+        record = read_lineage(target.path)
+        gate = GateResult(tuple(CheckOutcome(n, bool(v.get("passed")), str(v.get("detail")))
+                                for n, v in target.promotion.get("gate", {}).get("checks", {}).items()))
+        return self._write(target.path, record, gate, run_ids, "rollback")
+
+    def _write(self, checkpoint: Path, record: LineageRecord, gate: GateResult, run_ids: Mapping[str, Any] | None,
+               reason: str) -> PromotionResult:
+        with self._locked():
+            current = self.production()
+            fingerprint = file_fingerprint(checkpoint)
+            if current is not None and current.fingerprint == fingerprint and reason != "rollback":
+                return PromotionResult(False, gate, current, f"already production ({fingerprint[:12]})")
+            copy = self._store(checkpoint, record, fingerprint)
+            promoted_at = now_utc()
+            pointer = record.with_updates(
+                kind=PRODUCTION_KIND, created_at=promoted_at, code_version=dict(code_version()),
+                parent={"path": str(copy), "fingerprint": fingerprint, "kind": record.kind,
+                        "data_cutoff": record.data_cutoff},
+                run_ids=dict(run_ids) if run_ids is not None else dict(record.run_ids),
+            )
+            promotion = {
+                "promoted_at": promoted_at, "reason": reason, "gate": gate.to_dict(),
+                "source": str(checkpoint), "previous": current.summary() if current else None,
+            }
+            text = json.dumps({**pointer.to_dict(), "promotion": promotion}, indent=2, sort_keys=True) + "\n"
+            stamp = promoted_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+            number = len(list((self.root / "history").glob("*.lineage.json")))
+            write_text_atomic(self.root / "history" / f"{number:06d}-{stamp}-{fingerprint[:12]}.lineage.json", text)
+            write_text_atomic(self.pointer_path, text)  # the switch: one rename
+            production = self._read_pointer(self.pointer_path)
+        logger.info("production is now %s (%s, from %s)", fingerprint[:12], reason, checkpoint)
+        return PromotionResult(True, gate, production, f"promoted {fingerprint[:12]} ({gate.summary()})")
+
+    def _store(self, checkpoint: Path, record: LineageRecord, fingerprint: str) -> Path:
+        """The immutable copy models/<sha[:16]>/<name> (+ its sidecar); reused when already there."""
+        copy = self.root / "models" / fingerprint[:16] / checkpoint.name
+        if copy.is_file() and file_fingerprint(copy) == fingerprint:
+            return copy
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+        if file_fingerprint(copy) != fingerprint:
+            raise RegistryError(f"{checkpoint} changed while it was copied into the registry; promote it again")
+        write_sidecar(record, copy)
+        return copy

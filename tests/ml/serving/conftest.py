@@ -1,0 +1,127 @@
+"""Serving fixtures: a small fixture database and a supervised checkpoint written directly (no training).
+
+The checkpoint is a real `model.pt`: the tiny hybrid transformer (random weights, fixed seed), the
+scaler fitted on the training segment of the real feature table, lineage with the real feature
+fingerprint. Serving does not care whether the weights were trained; the tests compare what the
+service computes with what offline inference computes on the same file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from plus_ultra_ml.config import ExperimentConfig, FixtureConfig, config_from_dict
+from plus_ultra_ml.data.fixture import build_fixture
+from plus_ultra_ml.data.windows import build_targets, build_windows, split_by_fraction
+from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
+from plus_ultra_ml.models.registry import build_from_config
+from plus_ultra_ml.training.checkpoint import write_checkpoint
+from plus_ultra_ml.training.fit import TrainingData, load_training_data
+
+SYMBOLS = ("AAA", "BBB", "CCC")
+ROWS = 3000  # per symbol: more than twice the bars one prediction reads (1,171 with window 8)
+TINY_MODEL = {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_state": 4, "ffn_mult": 1, "dropout": 0.0}
+GOOD_METRICS = {"test_loss": 0.4, "val_loss": 0.41, "val_loss_best": 0.41, "test_ic_next_bar": 0.05,
+                "baseline_momentum_ic_next_bar": 0.01, "baseline_linear_ic_next_bar": 0.03}
+
+
+def serving_config(*overrides: str, db: Path | None = None) -> ExperimentConfig:
+    tree = {
+        "name": "serving-test", "seed": 0,
+        "data": {"db_path": str(db) if db else "unused.db", "ffill_limit": 2},
+        "regimes": {"vol_window": 20, "liquidity_window": 20, "trend_window": 50, "min_history": 100},
+        "windows": {"window": 8, "horizon": 2, "val_fraction": 0.2, "test_fraction": 0.2},
+        "model": {"architecture": "hybrid_transformer", "backbone": dict(TINY_MODEL), "symbol_embedding_dim": 2},
+        "train": {"epochs": 1, "curriculum": [4], "curriculum_epochs": 1, "cpu_threads": 1},
+        "tracking": {"mode": "disabled"},
+    }
+    return config_from_dict(tree, overrides)
+
+
+def build_db(path: Path, rows: int = ROWS, seed: int = 3) -> Path:
+    build_fixture(path, FixtureConfig(symbols=SYMBOLS, rows=rows, alt_features=1, seed=seed))
+    return path
+
+
+def make_checkpoint(cfg: ExperimentConfig, data: TrainingData, out: Path, *, metrics=None, seed: int = 0,
+                    kind: str = "supervised") -> Path:
+    """A model.pt as training writes it, without training (weights from a fixed seed)."""
+    times = data.features.index.get_level_values("timestamp")
+    split = split_by_fraction(times, cfg.windows)
+    windowed = build_windows(data.features, build_targets(data.panel, cfg.windows.horizon), split, cfg.windows)
+    torch.manual_seed(seed)
+    net = build_from_config(cfg.model, n_features=len(windowed.feature_names), horizons=cfg.windows.horizon,
+                            vocabulary=windowed.symbols).eval()
+    lineage = LineageRecord(
+        kind=kind, created_at=now_utc(), database={"path": data.db_path, "fingerprint": data.db_fingerprint},
+        panel=data.panel_record(),
+        features={"fingerprint": data.feature_fingerprint, "count": len(windowed.feature_names),
+                  "names": list(windowed.feature_names)},
+        config=cfg.to_dict(), config_hash=cfg.fingerprint(), code_version=dict(code_version()), seed=cfg.seed,
+        data_cutoff=split.cutoff.isoformat(), split=split.to_dict(),
+        metrics=dict(GOOD_METRICS if metrics is None else metrics), training={"epochs": 1, "steps": 10},
+    )
+    return write_checkpoint(out, kind=kind, net=net, feature_names=windowed.feature_names, scaler=windowed.scaler,
+                            window=cfg.windows.window, horizon=cfg.windows.horizon, lineage=lineage)
+
+
+def append_bars(db: Path, source: Path, after: str, bars: int) -> None:
+    """Copy `bars` bars per symbol after time `after` (and their indicators) from `source` into `db`."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("ATTACH DATABASE ? AS src", (str(source),))
+        times = [t for (t,) in connection.execute(
+            "SELECT DISTINCT timestamp FROM src.series WHERE timestamp > ? ORDER BY timestamp LIMIT ?", (after, bars))]
+        if not times:
+            return
+        last = times[-1]
+        connection.execute("INSERT INTO series SELECT * FROM src.series WHERE timestamp > ? AND timestamp <= ?",
+                           (after, last))
+        connection.execute("INSERT INTO indicators SELECT * FROM src.indicators WHERE timestamp > ? AND timestamp <= ?",
+                           (after, last))
+
+
+def truncate_db(source: Path, target: Path, last: str) -> Path:
+    """A copy of `source` without any bar after `last` (what the database looked like then)."""
+    shutil.copyfile(source, target)
+    with sqlite3.connect(target) as connection:
+        for table in ("series", "indicators", "regimes"):
+            connection.execute(f"DELETE FROM {table} WHERE timestamp > ?", (last,))
+    return target
+
+
+def iso(stamp: pd.Timestamp) -> str:
+    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared 2-core machine: one thread is much faster
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def market(tmp_path_factory) -> Path:
+    return build_db(tmp_path_factory.mktemp("serving_market") / "market.db")
+
+
+@pytest.fixture(scope="session")
+def cfg(market) -> ExperimentConfig:
+    return serving_config(db=market)
+
+
+@pytest.fixture(scope="session")
+def training_data(cfg, market) -> TrainingData:
+    return load_training_data(cfg, market)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, cfg, training_data) -> Path:
+    return make_checkpoint(cfg, training_data, tmp_path_factory.mktemp("serving_ckpt") / "model.pt")

@@ -1,0 +1,108 @@
+"""The promotion gate and the production pointer: only checked models, atomic switch, recorded in lineage."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.lineage import lineage_chain, read_lineage
+from plus_ultra_ml.serving.predictor import Predictor, PredictorError
+from plus_ultra_ml.serving.registry import Registry, RegistryError, evaluate_gate
+
+from .conftest import GOOD_METRICS, make_checkpoint
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(tmp_path / "registry")
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({}, []),
+    ({"test_ic_next_bar": -0.01}, ["heldout_ic_positive", "beats_naive_baselines"]),
+    ({"test_ic_next_bar": 0.02}, ["beats_naive_baselines"]),  # above momentum 0.01, below linear 0.03
+    ({"baseline_linear_ic_next_bar": math.nan}, ["beats_naive_baselines"]),
+    ({"test_loss": math.inf}, ["finite_losses"]),
+    ({"val_loss": None}, ["finite_losses"]),
+])
+def test_gate_mirrors_the_asset_checks(checkpoint, change, failing):
+    record = read_lineage(checkpoint)
+    gate = evaluate_gate(record.with_updates(metrics={**GOOD_METRICS, **change}))
+    assert [c.name for c in gate.failures()] == failing
+    assert gate.passed == (not failing)
+
+
+def test_gate_needs_held_out_metrics_a_servable_kind_and_passing_external_checks(checkpoint):
+    record = read_lineage(checkpoint)
+    no_test = {k: v for k, v in GOOD_METRICS.items() if k != "test_loss"}
+    assert [c.name for c in evaluate_gate(record.with_updates(metrics=no_test)).failures()] == ["finite_losses"]
+    assert [c.name for c in evaluate_gate(record.with_updates(kind="pretrain")).failures()] == ["servable"]
+    gate = evaluate_gate(record, {"heldout_ic_positive": True, "beats_naive_baselines": False})
+    assert [c.name for c in gate.failures()] == ["external:beats_naive_baselines"]
+
+
+def test_promotion_copies_the_file_and_records_the_pointer_in_lineage(registry, checkpoint):
+    result = registry.promote(checkpoint, run_ids={"dagster_run_id": "run-1"})
+    assert result.promoted and result.gate.passed
+    production = registry.production()
+    assert production.fingerprint == file_fingerprint(checkpoint) == file_fingerprint(production.path)
+    assert production.path.parent.parent == registry.root / "models" and production.path != checkpoint
+    chain = lineage_chain(registry.pointer_path)  # production -> the copy (-> its parents, if any)
+    assert [link.record.kind for link in chain] == ["production", "supervised"]
+    assert chain[1].path == production.path and chain[1].intact
+    pointer = json.loads(registry.pointer_path.read_text())
+    assert pointer["promotion"]["gate"]["passed"] and pointer["promotion"]["previous"] is None
+    assert pointer["run_ids"] == {"dagster_run_id": "run-1"}
+    assert pointer["promotion"]["source"] == str(checkpoint.resolve())
+    assert len(registry.history()) == 1
+    again = registry.promote(checkpoint)
+    assert not again.promoted and "already production" in again.message
+
+
+def test_a_failing_gate_leaves_the_pointer_untouched(tmp_path, registry, checkpoint, cfg, training_data):
+    registry.promote(checkpoint)
+    before = registry.pointer_path.read_bytes()
+    weak = make_checkpoint(cfg, training_data, tmp_path / "weak.pt", seed=1,
+                           metrics={**GOOD_METRICS, "test_ic_next_bar": 0.02})
+    result = registry.promote(weak)
+    assert not result.promoted and not result.gate.passed
+    assert registry.pointer_path.read_bytes() == before
+    assert result.production.fingerprint == file_fingerprint(checkpoint)
+
+
+def test_new_promotion_then_rollback(tmp_path, registry, checkpoint, cfg, training_data):
+    registry.promote(checkpoint)
+    newer = make_checkpoint(cfg, training_data, tmp_path / "newer.pt", seed=2)
+    assert registry.promote(newer).promoted
+    pointer = registry.production()
+    assert pointer.fingerprint == file_fingerprint(newer)
+    assert pointer.promotion["previous"]["fingerprint"] == file_fingerprint(checkpoint)
+    rolled = registry.rollback()
+    assert rolled.promoted and registry.production().fingerprint == file_fingerprint(checkpoint)
+    assert registry.production().promotion["reason"] == "rollback"
+    assert [p.fingerprint[:8] for p in registry.history()] == [
+        file_fingerprint(f)[:8] for f in (checkpoint, newer, checkpoint)]
+
+
+def test_the_service_refuses_a_copy_that_changed_after_promotion(registry, checkpoint, market):
+    registry.promote(checkpoint)
+    production = registry.production()
+    production.path.chmod(0o644)
+    with open(production.path, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(PredictorError, match="changed after promotion"):
+        Predictor.load(production.path, db_path=market, expected_fingerprint=production.fingerprint)
+
+
+def test_errors_name_what_is_wrong(tmp_path, registry):
+    with pytest.raises(RegistryError, match="does not exist"):
+        registry.promote(tmp_path / "missing.pt")
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        registry.rollback()
+    registry.root.mkdir(parents=True)
+    registry.pointer_path.write_text("{not json")
+    with pytest.raises(RegistryError, match="unreadable"):
+        registry.production()
