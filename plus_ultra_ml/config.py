@@ -329,10 +329,21 @@ class TrackingConfig(Section):
 
 
 class ServiceConfig(Section):
-    host: str = "127.0.0.1"
+    """The inference service and the production registry (plus_ultra_ml/serving, docs/serving.md)."""
+
+    host: str = "127.0.0.1"  # loopback by default; 0.0.0.0 only inside a container or behind a proxy
     port: int = Field(8000, ge=1, le=65535)
-    api_key_env: str = "PLUS_ULTRA_API_KEY"
-    max_symbols: int = Field(64, ge=1)
+    api_key_env: str = "PLUS_ULTRA_API_KEY"  # the environment variable holding the key (never the key itself)
+    predict_requires_key: bool = True  # /reload always requires it; /health, /metrics, /config stay open
+    max_symbols: int = Field(64, ge=1)  # symbols in one /predict request
+    max_bars: int = Field(5000, ge=1)  # supplied bars per symbol in one /predict request
+    max_request_bytes: int = Field(4_000_000, ge=1024)  # larger bodies get 413 before they are parsed
+    registry_dir: str | None = None  # the production registry; None: $PLUS_ULTRA_HOME/registry
+    # Bars per symbol read for one prediction; None: computed from the model (window + longest feature
+    # warm-up + the bars after which recursive smoothing forgets its start, see serving/featurise.py).
+    history_bars: int | None = Field(None, ge=2)
+    convergence_tolerance: float = Field(1e-7, gt=0, lt=1e-2)  # weight left on bars older than the read
+    threads: int | None = Field(1, ge=1)  # torch intra-op threads of the service; None: torch's default
 
 
 class AutomationConfig(Section):
