@@ -63,3 +63,10 @@ app.command("report")(evaluation_commands.report)
 from plus_ultra_ml.cli import rl_commands  # noqa: E402
 
 app.command("finetune")(rl_commands.finetune)
+
+# --- serving (plus_ultra_ml/cli/serve_commands.py) ---
+from plus_ultra_ml.cli import serve_commands  # noqa: E402
+
+app.command("serve")(serve_commands.serve)
+app.command("predict")(serve_commands.predict)
+app.command("promote")(serve_commands.promote)

@@ -1,0 +1,84 @@
+"""`plus-ultra predict`, `plus-ultra promote` and `plus-ultra serve --help`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from plus_ultra_ml.cli import app
+from plus_ultra_ml.serving.predictor import Predictor
+from plus_ultra_ml.serving.registry import Registry
+
+from .conftest import GOOD_METRICS, SYMBOLS, make_checkpoint
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def config_file(cfg, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_cfg") / "serving.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
+
+
+def test_predict_writes_out_of_sample_rows_in_the_report_format(tmp_path, config_file, checkpoint, market):
+    output = tmp_path / "predictions.parquet"
+    result = run("predict", "--config", str(config_file), "--checkpoint", str(checkpoint), "--output", str(output),
+                 "--db", str(market), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    frame = pd.read_parquet(output)
+    cutoff = pd.Timestamp(summary["data_cutoff"])
+    assert (frame.index.get_level_values("timestamp") > cutoff).all() and len(frame) == summary["rows_written"]
+    assert {"next_return", "position__model", "position__buy_and_hold", "forecast__h1", "forecast__h2",
+            "target__h1", "regime__trend"} <= set(frame.columns)
+    assert summary["out_of_sample_bars"] == int(np.isfinite(frame["next_return"]).sum())
+    assert set(summary["metrics"]) == {"model", "buy_and_hold"} and summary["ic"]
+    served = Predictor.load(checkpoint, db_path=market).predict(list(SYMBOLS))
+    latest = {s["symbol"]: s for s in summary["latest"]}
+    for signal in served.signals:
+        assert latest[signal.symbol]["timestamp"] == signal.timestamp.isoformat()
+        assert latest[signal.symbol]["position"] == pytest.approx(signal.position, abs=1e-5)
+    report = run("report", "--predictions", str(output), "--output", str(tmp_path / "report.md"))
+    assert report.exit_code == 0, report.output  # the evaluation room reads the file as it is
+
+
+def test_predict_csv_and_all_bars(tmp_path, config_file, checkpoint, market):
+    output = tmp_path / "predictions.csv"
+    result = run("predict", "--config", str(config_file), "--checkpoint", str(checkpoint), "--output", str(output),
+                 "--db", str(market), "--all-bars")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(output, parse_dates=["timestamp"])
+    assert frame["in_sample"].any() and not frame["in_sample"].all()
+    assert "latest signals" in result.output and "out of sample" in result.output
+    bad = run("predict", "--config", str(config_file), "--checkpoint", str(checkpoint), "--output", "x.txt")
+    assert bad.exit_code == 1 and ".parquet or .csv" in bad.output
+
+
+def test_promote_gate_exit_codes_and_status(tmp_path, config_file, checkpoint, cfg, training_data):
+    registry = tmp_path / "registry"
+    weak = make_checkpoint(cfg, training_data, tmp_path / "weak.pt", seed=3,
+                           metrics={**GOOD_METRICS, "test_ic_next_bar": -0.01})
+    failed = run("promote", str(weak), "--config", str(config_file), "--registry", str(registry))
+    assert failed.exit_code == 3 and "heldout_ic_positive" in failed.output
+    assert Registry(registry).production() is None
+    ok = run("promote", str(checkpoint), "--config", str(config_file), "--registry", str(registry))
+    assert ok.exit_code == 0 and "promoted" in ok.output
+    status = run("promote", "--status", "--config", str(config_file), "--registry", str(registry))
+    assert status.exit_code == 0 and Registry(registry).production().fingerprint[:12] in status.output
+    lineage = run("lineage", str(Registry(registry).pointer_path))
+    assert lineage.exit_code == 0 and "production" in lineage.output and "supervised" in lineage.output
+
+
+def test_serve_help_is_fast_and_documents_the_options():
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    for option in ("--config", "--checkpoint", "--host", "--port", "--db"):
+        assert option in result.output
