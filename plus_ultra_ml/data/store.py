@@ -171,8 +171,11 @@ def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: f
 
 def as_float(values: pa.ChunkedArray) -> np.ndarray:
     """An Arrow number column as float64 with NaN for NULL and for the NULL sentinel."""
-    floats = pc.cast(values, pa.float64()).fill_null(np.nan).to_numpy()
-    return sentinel_to_nan(floats) if (floats == NULL_SENTINEL).any() else floats
+    floats = pc.cast(values, pa.float64())
+    if floats.null_count:
+        floats = floats.fill_null(np.nan)
+    array = floats.to_numpy()
+    return sentinel_to_nan(array) if pc.any(pc.equal(floats, NULL_SENTINEL)).as_py() else array
 
 
 def read_numeric(path: Path, keys: Sequence[str], values: Sequence[str], tail: str, params: Sequence,
