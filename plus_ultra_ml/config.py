@@ -344,6 +344,7 @@ class ServiceConfig(Section):
     history_bars: int | None = Field(None, ge=2)
     convergence_tolerance: float = Field(1e-7, gt=0, lt=1e-2)  # weight left on bars older than the read
     threads: int | None = Field(1, ge=1)  # torch intra-op threads of the service; None: torch's default
+    device: str = "cpu"  # where the network runs ("cuda" in the GPU image); features are computed on the CPU
 
 
 class AutomationConfig(Section):

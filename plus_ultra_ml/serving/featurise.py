@@ -334,13 +334,11 @@ class LatestFeaturiser:
         if self._state is None:
             self._state = self._rebuild_state()
         try:
-            labels = self._state.label(recent.panel, recent.complete)
+            return self._state.update(recent.panel, r.window, recent.complete)
         except StaleRegimeState as error:
             logger.info("regime state is stale (%s): rebuilding it", error)
             self._state = self._rebuild_state()
-            labels = self._state.label(recent.panel, recent.complete)
-        self._state.advance(recent.panel, keep_last=r.window, whole_history=recent.complete)
-        return labels
+            return self._state.update(recent.panel, r.window, recent.complete)
 
     def _refresh(self) -> LatestWindows:
         recent = self._read()

@@ -1,10 +1,12 @@
 """Bounded, read-only reads of the latest bars: the last N bars per symbol in the panel contract.
 
 Serving never loads a symbol's whole history to predict its latest bar. `read_recent` asks SQLite
-for the newest N rows of each symbol (``ORDER BY timestamp DESC LIMIT N`` on the (symbol, timestamp)
-index our DDL creates), the indicator rows of the same span, pivots them like
-`data.store.load_panel`, and forward-fills short gaps with the same rule (`data.gaps`). The file is
-opened with a ``mode=ro`` URI: serving cannot write to the user's database.
+for the newest N rows of each symbol (one query: a ``UNION ALL`` of per-symbol
+``ORDER BY timestamp DESC LIMIT N`` selects, each a range scan of the (symbol, timestamp) index our
+DDL creates), then the indicator rows of the same spans, through the Arrow-native ADBC driver
+(columnar, like `data.store.load_panel`), pivots the indicators like the loader does, and
+forward-fills short gaps with the same rule (`data.gaps`). The file is opened with a ``mode=ro``
+URI: serving cannot write to the user's database.
 
 `latest_timestamps` is the cheap question asked on every request (one index lookup per symbol):
 has any symbol a newer bar than the cached features were computed from?
@@ -17,7 +19,6 @@ pandas, and a warning says so (ingest the data again to get canonical timestamps
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +26,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import INDICATOR_PREFIX, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, PANEL_INDEX
 from plus_ultra_ml.data.store import (
     TimestampEncoding,
+    as_float,
     connect_readonly,
     detect_timestamp_encoding,
-    float_sql,
     list_tables,
     parse_timestamps,
-    sentinel_to_nan,
+    read_numeric,
     table_columns,
 )
 from plus_ultra_ml.errors import DataContractError
@@ -75,29 +77,16 @@ def latest_timestamps(db_path: str | Path, symbols: Sequence[str], timeout_s: fl
     return out
 
 
-def _series_rows(connection: sqlite3.Connection, symbol: str, columns: list[str], bars: int | None,
-                 start: str | int | None) -> list[tuple]:
-    """The newest `bars` rows of `symbol` (all rows when None), oldest first; values as REAL or sentinel."""
-    values = ", ".join(float_sql(c) for c in columns)
-    where, params = "symbol = ?", [symbol]
-    if start is not None:
-        where += " AND timestamp >= ?"
-        params.append(start)
-    if bars is None:
-        return connection.execute(f"SELECT timestamp, {values} FROM series WHERE {where}", params).fetchall()
-    rows = connection.execute(
-        f"SELECT timestamp, {values} FROM series WHERE {where} ORDER BY timestamp DESC LIMIT ?", [*params, bars]
-    ).fetchall()
-    rows.reverse()
-    return rows
-
-
-def _indicator_rows(connection: sqlite3.Connection, symbol: str, names: Sequence[str], first: object) -> list[tuple]:
-    marks = ", ".join("?" for _ in names)
-    return connection.execute(
-        f"SELECT timestamp, name, {float_sql('value')} FROM indicators "
-        f"WHERE symbol = ? AND timestamp >= ? AND name IN ({marks})", [symbol, first, *names]
-    ).fetchall()
+def _newest_rows_query(symbols: Sequence[str], columns: Sequence[str], bars: int | None,
+                       start: str | int | None) -> tuple[str, list]:
+    """One statement: per symbol, its newest `bars` rows (all rows when None) from `start` on."""
+    parts, params = [], []
+    for symbol in symbols:
+        where = "symbol = ?" + (" AND timestamp >= ?" if start is not None else "")
+        limit = " ORDER BY timestamp DESC LIMIT ?" if bars is not None else ""
+        parts.append(f"SELECT * FROM (SELECT symbol, timestamp, {', '.join(columns)} FROM series WHERE {where}{limit})")
+        params += [symbol, *([start] if start is not None else []), *([bars] if bars is not None else [])]
+    return " UNION ALL ".join(parts), params
 
 
 def read_recent(
@@ -119,48 +108,42 @@ def read_recent(
     """
     if bars < 1:
         raise ValueError(f"bars must be >= 1, got {bars}")
+    symbols = list(dict.fromkeys(symbols))
     start_ts = _to_utc(start)
-    frames: list[pd.DataFrame] = []
-    rows_read = 0
-    complete: set[str] = set()
+    wanted = [n for n in dict.fromkeys(indicators) if n]
     with connect_readonly(db_path, timeout_s) as connection:
         tables = {name.lower() for name in list_tables(connection)}
         if "series" not in tables:
             raise DataContractError(f"database {db_path} has no table 'series'; run `plus-ultra validate {db_path}`")
         present = set(table_columns(connection, "series"))
-        columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
         encoding = detect_timestamp_encoding(connection, "series")
-        ordered_in_sql = encoding.kind != "iso_other"
-        if not ordered_in_sql:
-            logger.warning("database %s stores non-canonical ISO timestamps: SQLite cannot order them, so the whole "
-                           "history of %d symbol(s) is read; ingest the data again for bounded reads", db_path, len(symbols))
-        bound = encoding.sql_bound(start_ts) if start_ts is not None else None
-        wanted_indicators = [n for n in indicators if n]
-        ind_encoding = (detect_timestamp_encoding(connection, "indicators")
-                        if wanted_indicators and "indicators" in tables else None)
-        for symbol in symbols:
-            rows = _series_rows(connection, symbol, columns, bars if ordered_in_sql else None, bound)
-            rows_read += len(rows)
-            if len(rows) < bars or not ordered_in_sql:
-                complete.add(symbol)
-            if not rows:
-                continue
-            frame = _frame(rows, columns, encoding, symbol)
-            if not ordered_in_sql:
-                frame = frame[frame.index >= start_ts] if start_ts is not None else frame
-                if len(frame) > bars:
-                    complete.discard(symbol)
-                frame = frame.sort_index().iloc[-bars:]
-            if ind_encoding is not None:
-                first = ind_encoding.sql_bound(frame.index[0])
-                ind_rows = _indicator_rows(connection, symbol, wanted_indicators, first if first is not None else "")
-                frame = frame.join(_pivot(ind_rows, ind_encoding, frame.index), how="left")
-            for name in wanted_indicators:
-                if INDICATOR_PREFIX + name not in frame:
-                    frame[INDICATOR_PREFIX + name] = np.nan
-            frame["symbol"] = symbol
-            frames.append(frame)
-    panel = _panel(frames, columns, [INDICATOR_PREFIX + n for n in wanted_indicators], symbols)
+        ind_encoding = detect_timestamp_encoding(connection, "indicators") if wanted and "indicators" in tables else None
+    columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
+    ordered_in_sql = encoding.kind != "iso_other"
+    if not ordered_in_sql:
+        logger.warning("database %s stores non-canonical ISO timestamps: SQLite cannot order them, so the whole "
+                       "history of %d symbol(s) is read; ingest the data again for bounded reads", db_path, len(symbols))
+    bound = encoding.sql_bound(start_ts) if start_ts is not None else None
+    query, params = _newest_rows_query(symbols, columns, bars if ordered_in_sql else None, bound)
+    table = read_numeric(Path(db_path), ["symbol", "timestamp"], columns, f" FROM ({query})", params, timeout_s)
+    frame = _series_frame(table, columns, encoding)
+    rows_read = len(frame)
+    if not ordered_in_sql:
+        if start_ts is not None:
+            frame = frame[frame["timestamp"] >= start_ts]
+        frame = frame.sort_values(["symbol", "timestamp"])
+    counts = frame["symbol"].value_counts()
+    complete = {s for s in symbols if counts.get(s, 0) < bars or (not ordered_in_sql and counts.get(s, 0) == bars)}
+    if not ordered_in_sql:
+        frame = frame.groupby("symbol", sort=False).tail(bars)
+    panel = _panel(frame, columns, symbols)
+    indicator_columns = [INDICATOR_PREFIX + n for n in wanted]
+    if ind_encoding is not None and len(panel):
+        panel = panel.join(_indicators(db_path, panel, wanted, ind_encoding, timeout_s), how="left")
+    for column in indicator_columns:
+        if column not in panel:
+            panel[column] = np.nan
+    panel = panel[[*columns, *indicator_columns]]
     filled = 0
     if ffill_limit > 0 and len(panel) > 1:
         before = len(panel)
@@ -169,36 +152,52 @@ def read_recent(
     return RecentBars(panel, rows_read, filled, frozenset(complete))
 
 
-def _frame(rows: list[tuple], columns: list[str], encoding: TimestampEncoding, symbol: str) -> pd.DataFrame:
-    stamps = parse_timestamps(pa.array([r[0] for r in rows]), encoding, "series")
-    values = sentinel_to_nan(np.asarray([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), len(columns)))
-    frame = pd.DataFrame(values, index=pd.DatetimeIndex(stamps, name="timestamp"), columns=columns)
-    if frame.index.has_duplicates:
-        raise DataContractError(f"table series has duplicate timestamps for symbol {symbol!r}; run `plus-ultra validate`")
+def _series_frame(table: pa.Table, columns: Sequence[str], encoding: TimestampEncoding) -> pd.DataFrame:
+    frame = pd.DataFrame({c: as_float(table[c]) for c in columns})
+    frame.insert(0, "timestamp", parse_timestamps(table["timestamp"], encoding, "series") if table.num_rows
+                 else pd.DatetimeIndex([], tz="UTC"))
+    frame.insert(0, "symbol", pc.cast(table["symbol"], pa.string()).to_numpy(zero_copy_only=False).astype(object))
+    if frame.duplicated(["symbol", "timestamp"]).any():
+        first = frame[frame.duplicated(["symbol", "timestamp"])].iloc[0]
+        raise DataContractError(f"table series has duplicate (symbol, timestamp) rows, first {first['symbol']!r} at "
+                                f"{first['timestamp']}; run `plus-ultra validate`")
     return frame
 
 
-def _pivot(rows: list[tuple], encoding: TimestampEncoding, index: pd.DatetimeIndex) -> pd.DataFrame:
-    if not rows:
-        return pd.DataFrame(index=index)
-    stamps = parse_timestamps(pa.array([r[0] for r in rows]), encoding, "indicators")
-    long = pd.DataFrame({"timestamp": stamps, "name": [INDICATOR_PREFIX + str(r[1]) for r in rows],
-                         "value": sentinel_to_nan(np.asarray([r[2] for r in rows], dtype=np.float64))})
-    if long.duplicated(["timestamp", "name"]).any():
-        raise DataContractError("table indicators has duplicate (symbol, timestamp, name) rows; run `plus-ultra validate`")
-    return long.pivot(index="timestamp", columns="name", values="value").reindex(index)
-
-
-def _panel(frames: list[pd.DataFrame], columns: list[str], indicator_columns: list[str],
-           symbols: Sequence[str]) -> pd.DataFrame:
-    wanted = [*columns, *indicator_columns]
-    if not frames:
-        empty = pd.MultiIndex.from_arrays([pd.Categorical([], categories=sorted(symbols)),
-                                           pd.DatetimeIndex([], tz="UTC")], names=list(PANEL_INDEX))
-        return pd.DataFrame(columns=wanted, index=empty, dtype=np.float64)
-    long = pd.concat(frames)
-    categories = sorted({str(s) for s in long["symbol"]})
+def _panel(frame: pd.DataFrame, columns: Sequence[str], symbols: Sequence[str]) -> pd.DataFrame:
+    present = sorted({str(s) for s in frame["symbol"]})
     index = pd.MultiIndex.from_arrays(
-        [pd.Categorical(long["symbol"].to_numpy(), categories=categories), long.index], names=list(PANEL_INDEX))
-    panel = pd.DataFrame({c: long[c].to_numpy(dtype=np.float64) for c in wanted}, index=index)
+        [pd.Categorical(frame["symbol"].to_numpy(), categories=present or sorted(symbols)),
+         pd.DatetimeIndex(frame["timestamp"])], names=list(PANEL_INDEX))
+    panel = pd.DataFrame({c: frame[c].to_numpy(dtype=np.float64) for c in columns}, index=index)
     return panel.sort_index()
+
+
+def _indicators(db_path: str | Path, panel: pd.DataFrame, names: Sequence[str], encoding: TimestampEncoding,
+                timeout_s: float) -> pd.DataFrame:
+    """The named indicators over each symbol's span of `panel`, pivoted to ind__<name> columns."""
+    firsts = panel.index.to_frame(index=False).groupby("symbol", observed=True)["timestamp"].min()
+    marks = ", ".join("?" for _ in names)
+    parts, params = [], []
+    for symbol, first in firsts.items():
+        bound = encoding.sql_bound(first)
+        clause = " AND timestamp >= ?" if bound is not None else ""
+        parts.append(f"SELECT * FROM (SELECT symbol, timestamp, name, value FROM indicators "
+                     f"WHERE symbol = ?{clause} AND name IN ({marks}))")
+        params += [str(symbol), *([bound] if bound is not None else []), *names]
+    table = read_numeric(Path(db_path), ["symbol", "timestamp", "name"], ["value"],
+                         " FROM (" + " UNION ALL ".join(parts) + ")", params, timeout_s)
+    if table.num_rows == 0:
+        return pd.DataFrame(index=panel.index)
+    long = pd.DataFrame({
+        "symbol": pc.cast(table["symbol"], pa.string()).to_numpy(zero_copy_only=False).astype(object),
+        "timestamp": parse_timestamps(table["timestamp"], encoding, "indicators"),
+        "name": INDICATOR_PREFIX + pd.Series(pc.cast(table["name"], pa.string()).to_numpy(zero_copy_only=False)),
+        "value": as_float(table["value"]),
+    })
+    if long.duplicated(["symbol", "timestamp", "name"]).any():
+        raise DataContractError("table indicators has duplicate (symbol, timestamp, name) rows; run `plus-ultra validate`")
+    wide = long.pivot(index=["symbol", "timestamp"], columns="name", values="value")
+    wide.columns = wide.columns.astype(str)
+    return wide.reindex(pd.MultiIndex.from_arrays([panel.index.get_level_values(0).astype(str),
+                                                   panel.index.get_level_values(1)])).set_axis(panel.index)

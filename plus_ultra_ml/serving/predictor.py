@@ -110,10 +110,12 @@ class NetOutputs:
 
 @torch.inference_mode()
 def run_network(net: torch.nn.Module, x: np.ndarray, symbol_ids: torch.Tensor) -> NetOutputs:
-    """Forward (B, T, F) scaled windows; keep the last bar's outputs."""
-    out = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), symbol_ids)
-    quantiles = out.quantiles[:, -1].double().numpy() if out.quantiles is not None else None
-    return NetOutputs(out.forecast[:, -1].double().numpy(), out.position[:, -1].double().numpy(), quantiles)
+    """Forward (B, T, F) scaled windows on the network's device; keep the last bar's outputs."""
+    device = symbol_ids.device
+    out = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device), symbol_ids)
+    quantiles = out.quantiles[:, -1].double().cpu().numpy() if out.quantiles is not None else None
+    return NetOutputs(out.forecast[:, -1].double().cpu().numpy(), out.position[:, -1].double().cpu().numpy(),
+                      quantiles)
 
 
 def return_units(scaled: np.ndarray, volatility: np.ndarray) -> np.ndarray:
@@ -136,11 +138,11 @@ def _signals(windows: LatestWindows, out: NetOutputs) -> tuple[Signal, ...]:
 # --------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------
-def load_servable(path: str | Path) -> TrainedModel:
-    """A supervised `model.pt`, or a `PredictorError` saying why this file cannot be served."""
+def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
+    """A supervised `model.pt` (network on `device`), or a `PredictorError` saying why it cannot be served."""
     path = Path(path)
     try:
-        model = load_checkpoint(path)
+        model = load_checkpoint(path, map_location=device)
     except CheckpointError as error:
         kind = _file_format(path)
         if kind == "plus_ultra.policy":
@@ -219,7 +221,7 @@ class Predictor:
                 f"{path} has sha256 {str(fingerprint)[:12]}, not the {expected_fingerprint[:12]} the registry promoted: "
                 "the file changed after promotion; promote it again or restore it"
             )
-        model = load_servable(path)
+        model = load_servable(path, service.device)
         lineage = model.lineage
         pinned = _pinned_features(lineage, feature_table)
         ppy = None

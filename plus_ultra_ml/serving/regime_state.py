@@ -133,13 +133,15 @@ class RegimeState:
             )
         return position + 1
 
-    def label(self, recent: pd.DataFrame, whole_history: frozenset[str] = frozenset()) -> pd.DataFrame:
+    def label(self, recent: pd.DataFrame, whole_history: frozenset[str] = frozenset(),
+              stats: pd.DataFrame | None = None) -> pd.DataFrame:
         """Labels of `recent` (a panel slice of the newest bars) on its index, in `label_regimes`'
         format; exact for each symbol's bars after its anchor, NaN at or before it.
 
         whole_history: symbols whose slice starts at their first bar (no bar was left unread).
+        stats: `regime_statistics(recent, cfg)` when the caller already has it.
         """
-        stats = regime_statistics(recent, self.cfg)
+        stats = regime_statistics(recent, self.cfg) if stats is None else stats
         symbols = stats.index.get_level_values("symbol")
         times = stats.index.get_level_values("timestamp")
         codes = pd.Categorical(symbols).codes
@@ -182,11 +184,19 @@ class RegimeState:
         first, second = _order_statistics(base, extra, int(position))
         return pandas_quantile(first, second, position)
 
+    def update(self, recent: pd.DataFrame, keep_last: int, whole_history: frozenset[str] = frozenset()) -> pd.DataFrame:
+        """`label` then `advance` on one computation of the slice's statistics; returns the labels."""
+        stats = regime_statistics(recent, self.cfg)
+        labels = self.label(recent, whole_history, stats)
+        self.advance(recent, keep_last, whole_history, stats)
+        return labels
+
     # ----------------------------------------------------------------------------------------
-    def advance(self, recent: pd.DataFrame, keep_last: int, whole_history: frozenset[str] = frozenset()) -> int:
+    def advance(self, recent: pd.DataFrame, keep_last: int, whole_history: frozenset[str] = frozenset(),
+                stats: pd.DataFrame | None = None) -> int:
         """Fold each symbol's bars after its anchor into the state, except its last `keep_last` bars.
         Returns the number of bars folded."""
-        stats = regime_statistics(recent, self.cfg)
+        stats = regime_statistics(recent, self.cfg) if stats is None else stats
         symbols = stats.index.get_level_values("symbol")
         times = stats.index.get_level_values("timestamp")
         codes = pd.Categorical(symbols).codes
