@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_patchtst.py [--config configs/smoke.yaml] [--db data/fixture.db]
-        [--budget 30000] [--steps 600] [--seed 0] [--threads 1] [dotted overrides ...]
+        [--budget 30000] [--steps 600] [--seeds 0] [--threads 1] [dotted overrides ...]
 
 The off-the-shelf choice a user would otherwise pick: `transformers.PatchTSTForRegression`, built
 from a `PatchTSTConfig` (nothing is downloaded), mapping the same (T, F) scaled feature window to the
@@ -19,6 +19,8 @@ same H volatility-scaled forward returns of the window's last bar. Every model:
 - is timed on its own: forward+backward+AdamW training steps and no-grad inference on a fixed
   batch, windows per second (median of --timed steps after warm-up), with --threads torch threads.
 
+With several --seeds each model is trained once per seed (weights and batch order change; the data
+and split do not) and a last table gives mean +- std over seeds.
 PatchTST runs twice: `scaling=None` (inputs are already robust-scaled on the training segment) and its
 default `scaling="std"` (per-window standardisation, as a user would get out of the box).
 The machine was shared with other engineers' jobs while this ran: timings are noisy upper bounds.
@@ -167,7 +169,7 @@ def main() -> None:
     parser.add_argument("--db", default="data/fixture.db")
     parser.add_argument("--budget", type=int, default=30_000, help="trained parameters per model")
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timed", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="subset of model names")
@@ -191,28 +193,42 @@ def main() -> None:
         candidates = {k: v for k, v in candidates.items() if k in args.only}
     print(f"fixture {db}; window {cfg.windows.window}, horizon {cfg.windows.horizon}, {len(dm.feature_names)} "
           f"features; budget {args.budget:,} trained parameters; {args.steps} steps x batch {cfg.train.batch_size}; "
-          f"{args.threads} thread(s); seed {args.seed}")
-    print("| model | width | trained params | train windows/s | infer windows/s | fit wall s | test loss | test IC next bar |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{args.threads} thread(s); seeds {args.seeds}")
+    print("| model | seed | width | trained params | train windows/s | infer windows/s | fit wall s | test loss | test IC next bar |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="plus_ultra_patchtst_") as root:
-        for name, build in candidates.items():
-            L.seed_everything(args.seed, verbose=False)
-            width, module = closest(build, args.budget)
-            params = trained_parameters(module)
-            train_wps, infer_wps = throughput(module, dm, cfg.train.batch_size, args.timed)
-            L.seed_everything(args.seed, verbose=False)
-            module = build(width)  # fresh weights for the fit (the timing steps moved them)
-            trainer = L.Trainer(max_steps=args.steps, max_epochs=-1, limit_val_batches=0, logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                gradient_clip_val=cfg.train.gradient_clip, deterministic=True,
-                                default_root_dir=root)
-            t0 = time.perf_counter()
-            trainer.fit(module, train_dataloaders=dm.train_dataloader())
-            wall = time.perf_counter() - t0
-            scores = heldout(module, dm, cfg.train.loss.huber_delta)
-            print(f"| {name} | {width} | {params:,} | {train_wps:,.0f} | {infer_wps:,.0f} | {wall:.0f} | "
-                  f"{scores['test_loss']:.4f} | {scores['test_ic_next_bar']:.4f} |", flush=True)
-
+        for seed in args.seeds:
+            for name, build in candidates.items():
+                L.seed_everything(seed, verbose=False)
+                width, module = closest(build, args.budget)
+                params = trained_parameters(module)
+                train_wps, infer_wps = throughput(module, dm, cfg.train.batch_size, args.timed)
+                L.seed_everything(seed, verbose=False)
+                module = build(width)  # fresh weights for the fit (the timing steps moved them)
+                trainer = L.Trainer(max_steps=args.steps, max_epochs=-1, limit_val_batches=0, logger=False,
+                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                    gradient_clip_val=cfg.train.gradient_clip, deterministic=True,
+                                    default_root_dir=root)
+                t0 = time.perf_counter()
+                trainer.fit(module, train_dataloaders=dm.train_dataloader())
+                wall = time.perf_counter() - t0
+                scores = heldout(module, dm, cfg.train.loss.huber_delta)
+                results.setdefault(name, []).append({"params": params, "train": train_wps, "infer": infer_wps,
+                                                     "wall": wall, **scores})
+                print(f"| {name} | {seed} | {width} | {params:,} | {train_wps:,.0f} | {infer_wps:,.0f} | {wall:.0f} | "
+                      f"{scores['test_loss']:.4f} | {scores['test_ic_next_bar']:.4f} |", flush=True)
+    if len(args.seeds) > 1:
+        print("\nmean +- std over seeds")
+        print("| model | trained params | train windows/s | infer windows/s | test loss | test IC next bar |")
+        print("|---|---|---|---|---|---|")
+        for name, rows in results.items():
+            def ms(key: str, fmt: str) -> str:
+                values = [r[key] for r in rows]
+                return f"{statistics.mean(values):{fmt}} +- {statistics.stdev(values):{fmt}}"
+            print(f"| {name} | {rows[0]['params']:,} | {statistics.median(r['train'] for r in rows):,.0f} | "
+                  f"{statistics.median(r['infer'] for r in rows):,.0f} | {ms('test_loss', '.4f')} | "
+                  f"{ms('test_ic_next_bar', '.4f')} |")
 
 if __name__ == "__main__":
     main()
