@@ -19,6 +19,8 @@ DbOption = Annotated[Path | None, typer.Option("--db", help="SQLite database; de
 FeaturesOption = Annotated[Path | None, typer.Option(
     "--features", help="the feature table (parquet) the model was trained on: pins the feature definitions; "
     "default: rebuilt from the checkpoint's lineage")]
+Overrides = Annotated[list[str] | None, typer.Argument(
+    help="dotted config overrides, e.g. service.device=cuda service.port=9000")]
 RegistryOption = Annotated[Path | None, typer.Option(
     "--registry", help="registry folder; default: service.registry_dir or $PLUS_ULTRA_HOME/registry")]
 
@@ -46,6 +48,7 @@ def serve(
     features: FeaturesOption = None,
     registry: RegistryOption = None,
     access_log: Annotated[bool, typer.Option(help="log every request (metrics count them anyway)")] = False,
+    overrides: Overrides = None,
 ) -> None:
     """The inference API: /predict, /health, /config, /curriculum, /reload (API key), /metrics."""
     import os
@@ -56,7 +59,7 @@ def serve(
     from plus_ultra_ml.config import load_config
     from plus_ultra_ml.serving.app import create_app
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides or ())
     if cfg.service.threads is not None:
         torch.set_num_threads(cfg.service.threads)
     if not os.environ.get(cfg.service.api_key_env):
@@ -88,12 +91,14 @@ def predict(
     all_bars: Annotated[bool, typer.Option(
         "--all-bars", help="also write bars at or before the data cutoff (marked in_sample; never scored)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the latest signals and metrics as JSON")] = False,
+    overrides: Overrides = None,
 ) -> None:
     """Offline inference: a prediction at every bar, the latest signal per symbol, out-of-sample metrics.
 
     Metrics use only bars after the checkpoint's data cutoff (the last bar its training saw)."""
     import json
     import math
+    import os
 
     import numpy as np
     import pandas as pd
@@ -110,10 +115,10 @@ def predict(
         raise PlusUltraError(f"--output must end in .parquet or .csv, got {output.name}")
     import torch
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides or ())
     if cfg.service.threads is not None:
         torch.set_num_threads(cfg.service.threads)  # small batches: one thread beats two on a shared CPU
-    db_path = db or Path(cfg.data.db_path)
+    db_path = db or Path(os.environ.get("PLUS_ULTRA_DB") or cfg.data.db_path)
     with progress() as bar:
         task = bar.add_task(f"loading {checkpoint.name}", total=None)
         predictor = Predictor.load(checkpoint, db_path=db_path, service=cfg.service, feature_table=features, warm=False)
