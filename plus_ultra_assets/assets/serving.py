@@ -61,7 +61,8 @@ def production_model(context: dg.AssetExecutionContext, experiment: ExperimentCo
         raise dg.Failure(f"the latest supervised_checkpoint materialisation (run {event.run_id}) names no existing "
                          f"checkpoint ({path}); materialise supervised_checkpoint again")
     checks = recorded_checks(context.instance, SUPERVISED, event.run_id, SUPERVISED_CHECKS)
-    registry = Registry(Path(cfg.service.registry_dir) if cfg.service.registry_dir else Path(artifacts.root) / "registry")
+    root = Path(cfg.service.registry_dir) if cfg.service.registry_dir else Path(artifacts.root) / "registry"
+    registry = Registry(root)
     result = registry.promote(path, external_checks=checks,
                               run_ids={"dagster_run_id": context.run.run_id, "dagster_asset": "production_model",
                                        "supervised_run_id": event.run_id})

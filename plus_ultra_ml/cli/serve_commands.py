@@ -72,7 +72,8 @@ def serve(
         bar.update(task, total=1, completed=1)
     predictor = app.state.service.predictor
     if predictor is None:
-        err_console.print(f"[yellow]no model loaded:[/] {app.state.service.load_error}; POST /reload after promoting one")
+        err_console.print(f"[yellow]no model loaded:[/] {app.state.service.load_error}; "
+                          "POST /reload after promoting one")
     else:
         card = predictor.card
         console.print(f"serving {card.kind} {card.fingerprint[:12]} ({card.source}), {len(card.universe)} symbols, "
@@ -127,7 +128,8 @@ def predict(
         data_cfg = recipe.data.model_copy(update={"end": None, "symbols": tuple(recipe.universe)})
         built = build_panel(db_path, data_cfg)
         if built.report.errors:
-            raise DataContractError(f"{built.db_path} breaks the data contract:\n{built.report.summary()}", built.report)
+            raise DataContractError(f"{built.db_path} breaks the data contract:\n{built.report.summary()}",
+                                    built.report)
         bar.update(task, description=f"features and predictions for {len(built.panel):,} bars")
         cutoff = pd.Timestamp(model.lineage.data_cutoff)
         history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff)

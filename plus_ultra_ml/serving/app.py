@@ -105,8 +105,8 @@ def bars_panel(bars: Mapping[str, Sequence[Bar]]) -> pd.DataFrame:
         steps = np.diff(stamps.asi8)
         if (steps <= 0).any():
             k = int(np.flatnonzero(steps <= 0)[0]) + 1
-            raise DataContractError(f"bars of {symbol!r}: bar {k} ({stamps[k].isoformat()}) is not after the bar before "
-                                    "it; send each symbol's bars in strictly increasing time")
+            raise DataContractError(f"bars of {symbol!r}: bar {k} ({stamps[k].isoformat()}) is not after the bar "
+                                    "before it; send each symbol's bars in strictly increasing time")
         bad = [k for k, b in enumerate(rows) if not (b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close))]
         if bad:
             raise DataContractError(f"bars of {symbol!r}: bar {bad[0]} has low above open/close or high below them")
@@ -349,7 +349,7 @@ def create_app(cfg: ExperimentConfig, *, checkpoint: str | Path | None = None, d
                       "age_s": round(card.age_seconds(), 1), "window": card.window, "horizon": card.horizon,
                       "features": len(card.feature_names), "feature_fingerprint": card.feature_fingerprint,
                       "universe": list(card.universe)},
-            "data_version": p._data_version,
+            "data_version": p.last_data_version,
             "history_bars": p.recipe.budget.bars,
         })
         return body
@@ -437,8 +437,9 @@ def create_app(cfg: ExperimentConfig, *, checkpoint: str | Path | None = None, d
                 raise HTTPProblem(409, "the registry has no production model; promote one with `plus-ultra promote`",
                                   "reload")
             try:
-                predictor = Predictor.load(production.path, db_path=state.db_path, service=service, source="registry",
-                                           expected_fingerprint=production.fingerprint, feature_table=state.feature_table)
+                predictor = Predictor.load(production.path, db_path=state.db_path, service=service,
+                                           source="registry", expected_fingerprint=production.fingerprint,
+                                           feature_table=state.feature_table)
             except PlusUltraError as error:
                 logger.error("reload failed, still serving %s: %s", previous, error)
                 state.metrics.reloads.labels("error").inc()

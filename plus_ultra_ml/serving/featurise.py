@@ -207,8 +207,9 @@ class LatestWindows:
         position = {s: i for i, s in enumerate(self.symbols)}
         rows = [position[s] for s in symbols if s in position]
         missing = {s: self.unavailable.get(s, "no bars for this symbol") for s in symbols if s not in position}
-        return LatestWindows(tuple(self.symbols[i] for i in rows), self.x[rows], tuple(self.timestamps[i] for i in rows),
-                             self.volatility[rows], missing, self.key, self.rows_read)
+        return LatestWindows(tuple(self.symbols[i] for i in rows), self.x[rows],
+                             tuple(self.timestamps[i] for i in rows), self.volatility[rows], missing, self.key,
+                             self.rows_read)
 
 
 def latest_windows(features: pd.DataFrame, volatility: pd.Series, scaler: RobustScaler, window: int,
@@ -377,10 +378,11 @@ class LatestFeaturiser:
         if r.cross_sectional:
             missing = [s for s in r.universe if s not in present]
             if missing:
+                panel_features = [s.name for s in r.specs if s.scope == "panel"][:3]
                 raise BarsError(
-                    f"this model uses cross-sectional features ({[s.name for s in r.specs if s.scope == 'panel'][:3]}...)"
-                    f", computed over its training universe {list(r.universe)}: supplied bars lack {missing}; "
-                    "send bars for every universe symbol or omit bars to read the database"
+                    f"this model uses cross-sectional features ({panel_features}...), computed over its training "
+                    f"universe {list(r.universe)}: supplied bars lack {missing}; send bars for every universe "
+                    "symbol or omit bars to read the database"
                 )
         labels = label_regimes(panel, r.regimes) if r.uses_regimes else None
         result = compute_model_features(panel, r, labels)

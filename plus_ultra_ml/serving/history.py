@@ -62,7 +62,8 @@ def _to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def latest_timestamps(db_path: str | Path, symbols: Sequence[str], timeout_s: float = 10.0) -> dict[str, pd.Timestamp | None]:
+def latest_timestamps(db_path: str | Path, symbols: Sequence[str],
+                      timeout_s: float = 10.0) -> dict[str, pd.Timestamp | None]:
     """The last stored bar time of each symbol (None: the symbol has no rows)."""
     out: dict[str, pd.Timestamp | None] = {}
     with connect_readonly(db_path, timeout_s) as connection:
@@ -117,12 +118,14 @@ def read_recent(
             raise DataContractError(f"database {db_path} has no table 'series'; run `plus-ultra validate {db_path}`")
         present = set(table_columns(connection, "series"))
         encoding = detect_timestamp_encoding(connection, "series")
-        ind_encoding = detect_timestamp_encoding(connection, "indicators") if wanted and "indicators" in tables else None
+        has_indicators = bool(wanted) and "indicators" in tables
+        ind_encoding = detect_timestamp_encoding(connection, "indicators") if has_indicators else None
     columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
     ordered_in_sql = encoding.kind != "iso_other"
     if not ordered_in_sql:
         logger.warning("database %s stores non-canonical ISO timestamps: SQLite cannot order them, so the whole "
-                       "history of %d symbol(s) is read; ingest the data again for bounded reads", db_path, len(symbols))
+                       "history of %d symbol(s) is read; ingest the data again for bounded reads",
+                       db_path, len(symbols))
     bound = encoding.sql_bound(start_ts) if start_ts is not None else None
     query, params = _newest_rows_query(symbols, columns, bars if ordered_in_sql else None, bound)
     table = read_numeric(Path(db_path), ["symbol", "timestamp"], columns, f" FROM ({query})", params, timeout_s)
@@ -196,7 +199,8 @@ def _indicators(db_path: str | Path, panel: pd.DataFrame, names: Sequence[str], 
         "value": as_float(table["value"]),
     })
     if long.duplicated(["symbol", "timestamp", "name"]).any():
-        raise DataContractError("table indicators has duplicate (symbol, timestamp, name) rows; run `plus-ultra validate`")
+        raise DataContractError(
+            "table indicators has duplicate (symbol, timestamp, name) rows; run `plus-ultra validate`")
     wide = long.pivot(index=["symbol", "timestamp"], columns="name", values="value")
     wide.columns = wide.columns.astype(str)
     return wide.reindex(pd.MultiIndex.from_arrays([panel.index.get_level_values(0).astype(str),

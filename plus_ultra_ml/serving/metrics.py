@@ -46,8 +46,8 @@ class ServiceMetrics:
         self.model_loaded = Gauge("plus_ultra_model_loaded", "1 when a model is being served", registry=r)
         self.model_age = Gauge("plus_ultra_model_age_seconds", "Seconds since the served checkpoint was written",
                                registry=r)
-        self.model_info = Gauge("plus_ultra_model_info", "The served model (value 1)", ["fingerprint", "kind", "source"],
-                                registry=r)
+        self.model_info = Gauge("plus_ultra_model_info", "The served model (value 1)",
+                                ["fingerprint", "kind", "source"], registry=r)
         self.position = Gauge("plus_ultra_last_signal_position", "Position of the latest signal served", ["symbol"],
                               registry=r)
         self.forecast = Gauge("plus_ultra_last_signal_forecast", "Forecast (log return) of the latest signal served",

@@ -209,6 +209,11 @@ class Predictor:
     def recipe(self) -> FeatureRecipe:
         return self.featuriser.recipe
 
+    @property
+    def last_data_version(self) -> str | None:
+        """The data version of the last database read (None before the first)."""
+        return self._data_version
+
     @classmethod
     def load(cls, path: str | Path, *, db_path: str | Path | None = None, service: ServiceConfig = ServiceConfig(),
              source: str = "checkpoint", expected_fingerprint: str | None = None,
@@ -218,8 +223,8 @@ class Predictor:
         fingerprint = file_fingerprint(path) if path.is_file() else None
         if expected_fingerprint is not None and fingerprint != expected_fingerprint:
             raise PredictorError(
-                f"{path} has sha256 {str(fingerprint)[:12]}, not the {expected_fingerprint[:12]} the registry promoted: "
-                "the file changed after promotion; promote it again or restore it"
+                f"{path} has sha256 {str(fingerprint)[:12]}, not the {expected_fingerprint[:12]} the registry "
+                "promoted: the file changed after promotion; promote it again or restore it"
             )
         model = load_servable(path, service.device)
         lineage = model.lineage

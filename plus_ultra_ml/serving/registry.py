@@ -75,7 +75,8 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": {c.name: {"passed": c.passed, "detail": c.detail} for c in self.checks}}
+        checks = {c.name: {"passed": c.passed, "detail": c.detail} for c in self.checks}
+        return {"passed": self.passed, "checks": checks}
 
     def summary(self) -> str:
         if self.passed:
@@ -178,12 +179,14 @@ class Registry:
         try:
             tree = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise RegistryError(f"production pointer {path} is unreadable ({error}); promote a checkpoint again") from None
+            raise RegistryError(
+                f"production pointer {path} is unreadable ({error}); promote a checkpoint again") from None
         record = LineageRecord.from_dict(tree)
         parent = record.parent or {}
         promotion = tree.get("promotion") or {}
         if record.kind != PRODUCTION_KIND or not parent.get("path") or not parent.get("fingerprint"):
-            raise RegistryError(f"{path} is not a production pointer (kind {record.kind!r}); promote a checkpoint again")
+            raise RegistryError(
+                f"{path} is not a production pointer (kind {record.kind!r}); promote a checkpoint again")
         return Production(Path(parent["path"]), str(parent["fingerprint"]), str(parent.get("kind")),
                           str(promotion.get("promoted_at", record.created_at)), str(promotion.get("source", "")),
                           record, promotion)
@@ -220,7 +223,8 @@ class Registry:
             raise RegistryError("nothing to roll back to: only one model was ever promoted")
         target = earlier[-1]
         if not target.path.is_file() or file_fingerprint(target.path) != target.fingerprint:
-            raise RegistryError(f"the previous production copy {target.path} is missing or changed; promote a checkpoint")
+            raise RegistryError(
+                f"the previous production copy {target.path} is missing or changed; promote a checkpoint")
         record = read_lineage(target.path)
         gate = GateResult(tuple(CheckOutcome(n, bool(v.get("passed")), str(v.get("detail")))
                                 for n, v in target.promotion.get("gate", {}).get("checks", {}).items()))
