@@ -104,28 +104,48 @@ def train(
 
 @user_errors
 def lineage(
-    path: Annotated[Path, typer.Argument(help="a checkpoint (model.pt) or its .lineage.json")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the full records as JSON")] = False,
+    path: Annotated[Path, typer.Argument(help="a checkpoint (model.pt, policy.pt) or its .lineage.json")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
 ) -> None:
-    """Print the chain from a checkpoint back to its database (reads the files only)."""
+    """Print the chain from a checkpoint back to its database, and whether each file still holds.
+
+    Works from the files alone; with a Dagster instance in $DAGSTER_HOME it also shows the run and the
+    upstream materialisations. Exit 1 when a file is missing or changed (stale data is reported, exit 0).
+    """
     import json
 
     from rich.table import Table
 
-    from plus_ultra_ml.lineage import lineage_chain
+    from plus_ultra_ml.lineage_trace import trace
 
-    chain = lineage_chain(path)
+    result = trace(path)
     if as_json:
-        typer.echo(json.dumps([{"path": str(link.path), "sha256": link.fingerprint, "intact": link.intact,
-                                **link.record.to_dict()} for link in chain], indent=2))
-        return
-    for depth, link in enumerate(chain):
-        title = f"{'parent ' * depth or ''}{link.record.kind}: {link.path}"
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_row("sha256", link.fingerprint[:16] + ("" if link.intact else "  [red](changed since the child recorded it)[/]"))
-        for key, value in link.record.summary().items():
-            table.add_row(key, str(value))
-        for key in ("test_ic_next_bar", "test_sharpe_net", "test_loss"):
-            if key in link.record.metrics and link.record.metrics[key] is not None:
-                table.add_row(key, f"{link.record.metrics[key]:.4f}")
-        console.print(table)
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        colour = {"ok": "green", "stale": "yellow", "mismatch": "red", "missing": "red", "unknown": "yellow"}
+        for depth, link in enumerate(result.links):
+            table = Table(title=f"{'parent ' * depth}{link.kind or '?'}: {link.path}", show_header=False,
+                          title_justify="left")
+            table.add_row("status", f"[{colour[link.status]}]{link.status}[/]")
+            table.add_row("sha256", (link.sha256 or "-")[:16] + (f" (child recorded {link.recorded_sha256[:16]})"
+                                                              if link.recorded_sha256 else ""))
+            for key in ("config_hash", "code_version", "data_cutoff", "created_at"):
+                table.add_row(key, str(getattr(link, key)))
+            for key, value in link.run_ids.items():
+                if value:
+                    table.add_row(key, str(value))
+            console.print(table)
+        db = result.database
+        console.print(f"database {db.path}: [{colour[db.status]}]{db.status}[/] (trained until {db.trained_until}"
+                      + (f", last bar now {db.last_bar_now}" if db.last_bar_now else "") + ")")
+        dagster = result.extra.get("dagster")
+        if dagster:
+            run = dagster.get("run") or {}
+            console.print(f"Dagster run {run.get('run_id')} ({run.get('job')}, {run.get('status')}) in {dagster['instance']}")
+            for node in dagster.get("materialisations", []):
+                console.print(f"  {node['asset']}{'[' + node['partition'] + ']' if node['partition'] else ''}: "
+                              f"run {node['run_id'][:8]}, data version {node['data_version']}, "
+                              f"code version {node['code_version']}", highlight=False)
+    if any(link.status in ("mismatch", "missing") for link in result.links) or result.database.status in (
+            "mismatch", "missing"):
+        raise typer.Exit(code=1)
