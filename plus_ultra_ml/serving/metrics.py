@@ -7,7 +7,8 @@ counters). Label values are bounded: endpoints are route templates (unknown path
     plus_ultra_http_requests_total{endpoint, method, status}
     plus_ultra_http_request_duration_seconds{endpoint}        histogram, 1 ms .. 5 s
     plus_ultra_http_errors_total{endpoint, reason}            4xx/5xx by reason (auth, too_large, invalid, ...)
-    plus_ultra_featurise_seconds / plus_ultra_forward_seconds  where /predict spends its time
+    plus_ultra_featurise_seconds / plus_ultra_forward_seconds  where /predict spends its time (forward: with the
+                                                               wait for the network, one forward at a time)
     plus_ultra_model_loaded, plus_ultra_model_age_seconds      age = now - the checkpoint's created_at
     plus_ultra_model_info{fingerprint, kind, source}          1 for the model being served
     plus_ultra_last_signal_position{symbol}, plus_ultra_last_signal_forecast{symbol, horizon},
@@ -41,7 +42,8 @@ class ServiceMetrics:
                               registry=r)
         self.featurise = Histogram("plus_ultra_featurise_seconds", "Time /predict spends building the inputs",
                                    buckets=LATENCY_BUCKETS, registry=r)
-        self.forward = Histogram("plus_ultra_forward_seconds", "Time /predict spends in the network",
+        self.forward = Histogram("plus_ultra_forward_seconds",
+                                 "Time /predict spends in the network (waiting for it included: one forward at a time)",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.model_loaded = Gauge("plus_ultra_model_loaded", "1 when a model is being served", registry=r)
         self.model_age = Gauge("plus_ultra_model_age_seconds", "Seconds since the served checkpoint was written",

@@ -11,6 +11,10 @@ that the features computed here have the fingerprint recorded in the checkpoint'
     position    the position head's output in [-1, 1], to hold from this bar's close to the next
     quantiles   the quantile head's forecasts (return units), when the model has one
 
+The network runs one forward at a time per process (a lock): concurrent forwards on a CPU only fight
+for the cores and the GIL (benchmarks/bench_serving.py, 8 clients, smoke preset on 2 shared cores:
+~190 requests/s and p99 ~60 ms with the lock, ~135 requests/s and p99 ~140 ms without).
+
 Only supervised checkpoints (`model.pt`, kind "supervised") are served. A pretrained backbone has
 untrained heads; a PPO policy (`policy.pt`) is stateful (it reads its own previous position and
 recent PnL), which a stateless request/response cannot supply honestly: both are refused with the
@@ -202,6 +206,7 @@ class Predictor:
         self.card = card
         self.featuriser = featuriser
         self._version_lock = threading.Lock()
+        self._forward_lock = threading.Lock()  # one forward at a time: concurrent ones only fight for the cores
         self._version_key: tuple | None = None
         self._data_version: str | None = None
 
@@ -257,7 +262,9 @@ class Predictor:
         return self.model.net.encode_symbols(list(symbols))
 
     def forward(self, windows: LatestWindows) -> NetOutputs:
-        return run_network(self.model.net, windows.x, self.symbol_ids(windows.symbols))
+        ids = self.symbol_ids(windows.symbols)
+        with self._forward_lock:
+            return run_network(self.model.net, windows.x, ids)
 
     def predict(self, symbols: Sequence[str], bars: pd.DataFrame | None = None) -> Prediction:
         """The latest signal of each symbol, from the database (default) or from supplied bars."""
