@@ -41,10 +41,12 @@ def test_pretrain_train_and_lineage_commands(market, tmp_path):
 
     shown = run("lineage", str(sup_ckpt), "--json")
     assert shown.exit_code == 0, shown.output
-    chain = json.loads(shown.output)
-    assert [link["kind"] for link in chain] == ["supervised", "pretrain"]
-    assert chain[0]["parent"]["path"] == str(pre_ckpt.resolve()) and all(link["intact"] for link in chain)
-    assert chain[1]["database"]["path"] == str(market.resolve())
+    traced = json.loads(shown.output)
+    links = traced["links"]
+    assert [link["kind"] for link in links] == ["supervised", "pretrain"]
+    assert links[1]["path"] == str(pre_ckpt.resolve()) and all(link["status"] == "ok" for link in links)
+    assert traced["database"]["path"] == str(market.resolve()) and traced["database"]["status"] == "ok"
+    assert traced["healthy"] is True
     table = run("lineage", str(sup_ckpt))
     assert table.exit_code == 0 and "data_cutoff" in table.output
 
