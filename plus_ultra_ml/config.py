@@ -206,9 +206,16 @@ class LossConfig(Section):
     sharpe: float = Field(0.1, ge=0)  # -Sharpe (per bar) of the position head's net PnL along each window
     sortino: float = Field(0.0, ge=0)
     drawdown: float = Field(0.0, ge=0)  # additive max drawdown of that PnL (per-bar return units)
+    utility: float = Field(0.0, ge=0)  # -mean-variance utility of that PnL (objectives.losses.mean_variance_utility)
     forecast_kind: Literal["huber", "mse"] = "huber"
     huber_delta: float = Field(1.0, gt=0)  # in volatility units
     aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
+    risk_aversion: float = Field(1.0, ge=0)  # the utility's lambda, in `pnl_units`
+    sharpe_scope: Literal["path", "batch"] = "path"  # Sharpe/Sortino per window, or pooled over the batch's bars
+    pnl_units: Literal["return", "volatility"] = "return"  # volatility: PnL / the bar's causal volatility
+    demean: bool = False  # position terms on next returns minus the batch mean: a constant position earns 0
+    charge_entry: bool = True  # a window starts flat and pays for entering; False: p[-1] = p[0] (no entry cost)
+    position_detach: bool = False  # position terms train the position head only, not the backbone
 
 
 class DiagnosticsConfig(Section):

@@ -1,4 +1,4 @@
-"""One walk-forward fold, end to end: refit the recipe on the fold's own segments, predict its test window.
+"""Walk-forward folds, end to end: refit the recipe on each fold's own segments, predict its test window.
 
 For each seed, the supervised model is trained on the fold's training segment (model selection on
 its validation segment) with `training.fit.train_supervised(split=fold.split)`, then, when
@@ -7,6 +7,11 @@ from a checkpoint whose data cutoff is not after the fold's validation end (chec
 `training.checkpoint.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
 segments. Everything is scored on the test window only, on the bars every strategy has a
 prediction for, in the report format of `evaluation.report` (one row per (symbol, bar)).
+
+`run_walkforward` is the whole evaluation line without Dagster (`plus-ultra walkforward`, the
+benchmarks): the folds of `plan_folds`, one `run_fold` each, in order, concatenated into one
+out-of-sample predictions frame for `evaluation.report.build_report`. The Dagster assets run the
+same `run_fold` per partition.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
     fit = train_supervised(seeded, data, split=fold.split, pretrain_checkpoint=warm_start,
                            root=root / f"seed{seed}" / "supervised", run_ids=run_ids)
     paths = {"supervised": str(fit.checkpoint)}
-    metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith("test_")}
+    metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith(("test_", "val_"))}
     predicted = model_predictions(fit.checkpoint, seeded, data, "test")
     horizon = sum(1 for c in predicted.columns if c.startswith("forecast_"))
     rows = pd.DataFrame(index=predicted.index)
@@ -73,7 +78,8 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
         say(f"{fold.name} seed {seed}: PPO fine-tuning")
         policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids)
         paths["ppo"] = str(policy.checkpoint)
-        metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items() if k.startswith("test_ppo")})
+        metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items()
+                        if k.startswith(("test_ppo", "val_ppo", "val_supervised", "best_update"))})
         rows[POSITION + "ppo"] = policy.test_positions.reindex(rows.index)
     rows["seed"] = seed
     return rows, paths, metrics
@@ -109,3 +115,41 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
                     fold.name, int((~complete).sum()), len(predictions))
     return FoldResult(fold.name, predictions[complete].sort_index(), {k: v for k, v in checkpoints.items() if v},
                       metrics)
+
+
+@dataclass(frozen=True)
+class WalkForwardResult:
+    folds: list[Fold]
+    results: list[FoldResult]
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """Every fold's out-of-sample rows, in the report format (folds tile the test period)."""
+        return pd.concat([r.predictions for r in self.results])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Per-fold training numbers (validation and test of each seed), keys prefixed by the fold name."""
+        return {f"{r.fold}_{k}": v for r in self.results for k, v in r.metrics.items()}
+
+
+def run_walkforward(cfg: ExperimentConfig, data: TrainingData, *, root: str | Path, folds: list[Fold] | None = None,
+                    regimes: pd.DataFrame | None = None, run_ids: RunIds = RunIds(),
+                    progress: Callable[[str], None] | None = None,
+                    on_fold: Callable[[FoldResult], None] | None = None) -> WalkForwardResult:
+    """`run_fold` for every fold of the plan (`plan_folds` of the data's bars unless `folds` is given), oldest first.
+
+    Each fold writes under `root/<fold name>`; `on_fold` sees each result as it completes.
+    """
+    from plus_ultra_ml.evaluation.walkforward import plan_folds
+
+    if folds is None:
+        folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+    results = []
+    for fold in folds:
+        result = run_fold(cfg, data, fold, root=Path(root) / fold.name, regimes=regimes,
+                          run_ids=RunIds(run_ids.dagster_run_id, run_ids.dagster_asset, fold.name), progress=progress)
+        results.append(result)
+        if on_fold is not None:
+            on_fold(result)
+    return WalkForwardResult(list(folds), results)

@@ -161,6 +161,31 @@ def max_drawdown(pnl: Tensor) -> Tensor:
     return (peak - equity).amax(dim=-1)
 
 
+def pooled_sharpe_ratio(pnl: Tensor, eps: float = EPS) -> Tensor:
+    """Sharpe ratio, per bar, of every bar of every path at once: mean / sqrt(var + eps) over all of `pnl`.
+
+    pnl: (B, T) per-bar net returns of B contiguous paths, each computed along its own path (costs
+    included). The estimate pools B * T bars, so it is B times less noisy than a per-path ratio
+    and no single path's drift dominates it. Fewer than 2 bars: NaN.
+    """
+    _require_paths(pnl, "pooled_sharpe_ratio")
+    if pnl.numel() < 2:
+        return torch.full((), float("nan"), dtype=pnl.dtype, device=pnl.device)
+    return pnl.mean() / torch.sqrt(pnl.var(correction=1) + eps)
+
+
+def mean_variance_utility(pnl: Tensor, risk_aversion: float) -> Tensor:
+    """Quadratic (mean-variance) utility per bar: mean(pnl) - risk_aversion / 2 * mean(pnl^2).
+
+    pnl: (B, T) per-bar net PnL along contiguous paths. Unlike a Sharpe ratio it is not scale
+    invariant: for a position p on an asset whose next return has conditional mean mu and second
+    moment s2 it is maximised at p = mu / (risk_aversion * s2) (Markowitz), so the size of a position
+    carries the strength of the expected return. Separable over bars except through the costs.
+    """
+    _require_paths(pnl, "mean_variance_utility")
+    return pnl.mean() - 0.5 * risk_aversion * pnl.square().mean()
+
+
 def sharpe_loss(pnl: Tensor, eps: float = EPS) -> Tensor:
     """-mean over paths of the per-bar Sharpe ratio of each path. pnl: (B, T), T >= 2."""
     _require_paths(pnl, "sharpe_loss")
@@ -191,20 +216,52 @@ class RiskLossWeights:
     sharpe: float = 0.1  # -Sharpe (per bar) of each path's net PnL
     sortino: float = 0.0  # -Sortino (per bar) of each path's net PnL
     drawdown: float = 0.0  # max additive drawdown of each path's net PnL (per-bar return units)
+    utility: float = 0.0  # -mean-variance utility of the net PnL (see `mean_variance_utility`)
     forecast_kind: Literal["huber", "mse"] = "huber"
     huber_delta: float = 1.0  # in volatility units: a 1-sigma error is where Huber turns linear
+    risk_aversion: float = 1.0  # the utility's lambda, in the units of the PnL (see `pnl_units`)
+    sharpe_scope: Literal["path", "batch"] = "path"  # Sharpe/Sortino per path, or pooled over every bar of the batch
+    pnl_units: Literal["return", "volatility"] = "return"  # volatility: net PnL / the bar's causal volatility
+    demean: bool = False  # PnL on next returns minus the batch's mean next return: a constant position earns 0
+    charge_entry: bool = True  # True: a path starts flat and pays for entering p[0]; False: p[-1] = p[0]
 
     def __post_init__(self) -> None:
-        for name in ("forecast", "quantile", "sharpe", "sortino", "drawdown"):
+        for name in ("forecast", "quantile", "sharpe", "sortino", "drawdown", "utility"):
             value = getattr(self, name)
             if not value >= 0:  # also rejects NaN
                 raise ValueError(f"RiskLossWeights.{name} must be >= 0, got {value!r}")
-        if self.forecast + self.quantile + self.sharpe + self.sortino + self.drawdown == 0:
+        if self.forecast + self.quantile + self.sharpe + self.sortino + self.drawdown + self.utility == 0:
             raise ValueError("RiskLossWeights: every weight is 0, so the loss would be constant; set one above 0")
+        if not self.risk_aversion >= 0:
+            raise ValueError(f"RiskLossWeights.risk_aversion must be >= 0, got {self.risk_aversion!r}")
+        if self.sharpe_scope not in ("path", "batch"):
+            raise ValueError(f"RiskLossWeights.sharpe_scope must be 'path' or 'batch', got {self.sharpe_scope!r}")
+        if self.pnl_units not in ("return", "volatility"):
+            raise ValueError(f"RiskLossWeights.pnl_units must be 'return' or 'volatility', got {self.pnl_units!r}")
         if self.forecast_kind not in ("huber", "mse"):
             raise ValueError(f"RiskLossWeights.forecast_kind must be 'huber' or 'mse', got {self.forecast_kind!r}")
         if not self.huber_delta > 0:
             raise ValueError(f"RiskLossWeights.huber_delta must be > 0, got {self.huber_delta!r}")
+
+
+def path_pnl(weights: RiskLossWeights, positions: Tensor, next_returns: Tensor, costs: CostConfig,
+             volatility: Tensor | None = None) -> Tensor:
+    """The net PnL (B, T) the path terms of `risk_aware_loss` score, under `weights`' conventions.
+
+    positions, next_returns: (B, T) as in objectives/pnl.py. volatility: (B, T) causal per-bar
+    volatility at each decision bar, needed when `weights.pnl_units == "volatility"`.
+    """
+    if weights.demean:
+        finite = torch.isfinite(next_returns)
+        mean = torch.where(finite, next_returns, torch.zeros_like(next_returns)).sum() / finite.sum().clamp_min(1)
+        next_returns = next_returns - mean.detach()
+    previous = 0.0 if weights.charge_entry else positions[:, 0].detach()
+    pnl = position_pnl(positions, next_returns, costs, previous)  # (B, T)
+    if weights.pnl_units == "volatility":
+        if volatility is None:
+            raise ValueError("RiskLossWeights.pnl_units='volatility' needs `volatility` (B, T)")
+        pnl = pnl / volatility.clamp_min(1e-6)
+    return pnl
 
 
 class RiskLoss(NamedTuple):
@@ -222,6 +279,7 @@ def risk_aware_loss(
     positions: Tensor | None = None,
     next_returns: Tensor | None = None,
     costs: CostConfig | None = None,
+    volatility: Tensor | None = None,
 ) -> RiskLoss:
     """weights.forecast * forecast loss + weights.quantile * pinball + path terms on net PnL.
 
@@ -248,16 +306,19 @@ def risk_aware_loss(
         if quantile_forecast is None or target is None or not quantiles:
             raise ValueError("RiskLossWeights.quantile > 0 needs `quantile_forecast`, `target` and `quantiles`")
         add("quantile", weights.quantile, pinball_loss(quantile_forecast, target, quantiles))
-    if weights.sharpe > 0 or weights.sortino > 0 or weights.drawdown > 0:
+    if weights.sharpe > 0 or weights.sortino > 0 or weights.drawdown > 0 or weights.utility > 0:
         if positions is None or next_returns is None or costs is None:
-            raise ValueError("the Sharpe/Sortino/drawdown weights need `positions`, `next_returns` and `costs`")
+            raise ValueError("the Sharpe/Sortino/drawdown/utility weights need `positions`, `next_returns` and `costs`")
         _require_paths(positions, "risk_aware_loss")
-        pnl = position_pnl(positions, next_returns, costs)  # (B, T)
+        pnl = path_pnl(weights, positions, next_returns, costs, volatility)  # (B, T)
+        batch = weights.sharpe_scope == "batch"
         if weights.sharpe > 0:
-            add("sharpe", weights.sharpe, sharpe_loss(pnl))
+            add("sharpe", weights.sharpe, -pooled_sharpe_ratio(pnl) if batch else sharpe_loss(pnl))
         if weights.sortino > 0:
-            add("sortino", weights.sortino, sortino_loss(pnl))
+            add("sortino", weights.sortino, sortino_loss(pnl.reshape(1, -1)) if batch else sortino_loss(pnl))
         if weights.drawdown > 0:
             add("drawdown", weights.drawdown, drawdown_penalty(pnl))
+        if weights.utility > 0:
+            add("utility", weights.utility, -mean_variance_utility(pnl, weights.risk_aversion))
     assert total is not None  # RiskLossWeights guarantees one positive weight
     return RiskLoss(total, parts)

@@ -44,7 +44,9 @@ def risk_weights(loss: LossConfig) -> RiskLossWeights:
     """The `train.loss` section as the objective's weights."""
     return RiskLossWeights(
         forecast=loss.forecast, quantile=loss.quantile, sharpe=loss.sharpe, sortino=loss.sortino,
-        drawdown=loss.drawdown, forecast_kind=loss.forecast_kind, huber_delta=loss.huber_delta,
+        drawdown=loss.drawdown, utility=loss.utility, forecast_kind=loss.forecast_kind, huber_delta=loss.huber_delta,
+        risk_aversion=loss.risk_aversion, sharpe_scope=loss.sharpe_scope, pnl_units=loss.pnl_units,
+        demean=loss.demean, charge_entry=loss.charge_entry,
     )
 
 
@@ -132,9 +134,13 @@ class SupervisedModule(OptimisedModule):
         scale = horizon_scale(batch["vol"], out.forecast.shape[-1])  # (B, T, H)
         target = volatility_scaled(batch["y"], scale)
         quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
+        positions = out.position
+        if self.train_cfg.loss.position_detach:  # same values; the position terms stop at the head
+            positions = self.net.position_head(out.hidden.detach())
         risk = risk_aware_loss(
             self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
-            quantiles=self.quantiles, positions=out.position, next_returns=batch["r"], costs=self.costs,
+            quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,
+            volatility=batch["vol"],
         )
         parts = dict(risk.parts)
         loss = risk.total
