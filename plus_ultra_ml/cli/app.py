@@ -59,6 +59,10 @@ from plus_ultra_ml.cli import evaluation_commands  # noqa: E402
 
 app.command("report")(evaluation_commands.report)
 
+from plus_ultra_ml.cli import walkforward_commands  # noqa: E402
+
+app.command("walkforward")(walkforward_commands.walkforward)
+
 # --- rl (plus_ultra_ml/cli/rl_commands.py) ---
 from plus_ultra_ml.cli import rl_commands  # noqa: E402
 

@@ -1,0 +1,70 @@
+"""`plus-ultra walkforward`: the fold plan, every fold refitted and scored on its own test window, the report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from plus_ultra_ml.cli import app
+from plus_ultra_ml.config import FixtureConfig, load_config
+from plus_ultra_ml.data.fixture import build_fixture
+from plus_ultra_ml.evaluation.report import POSITION
+from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.training.fit import load_training_data
+from tests.ml.training.test_cli import ROOT, TINY
+
+CONFIG = str(ROOT / "configs" / "smoke.yaml")
+FOLDS = ["walkforward.n_folds=2", "walkforward.test_bars=300", "walkforward.val_bars=200",
+         "walkforward.min_train_bars=900", "rl.updates=2", "rl.n_envs=4", "rl.steps_per_rollout=32"]
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    path = tmp_path_factory.mktemp("walkforward_cli") / "fixture.db"
+    build_fixture(path, FixtureConfig(symbols=("AAA", "BBB"), rows=2000, alt_features=2, seed=3))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["walkforward", "--config", CONFIG, *args, *TINY, *FOLDS])
+
+
+def test_walkforward_runs_every_fold_out_of_sample_and_writes_the_report(market, tmp_path):
+    result = invoke("--db", str(market), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    cfg = load_config(CONFIG, [*TINY, *FOLDS])
+    folds = plan_folds(load_training_data(cfg, market).panel.index.get_level_values("timestamp"),
+                       cfg.walkforward, cfg.windows)
+    assert sorted(predictions["fold"].unique()) == sorted(f.name for f in folds) and len(folds) == 2
+    for fold in folds:
+        times = predictions[predictions["fold"] == fold.name].index.get_level_values("timestamp")
+        first, last = fold.split.bounds["test"]
+        assert times.min() >= first and times.max() <= last and times.min() > fold.cutoff
+    strategies = {c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)}
+    assert {"model", "ppo", "buy_and_hold", "momentum", "mean_reversion", "ridge", "lightgbm"} <= strategies
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
+    assert "lightgbm" in (tmp_path / "report.md").read_text()
+    assert all((tmp_path / "checkpoints" / fold.name / "seed0" / "ppo").is_dir() for fold in folds)
+
+
+def test_list_and_one_named_fold(market, tmp_path):
+    listed = invoke("--db", str(market), "--list")
+    assert listed.exit_code == 0, listed.output
+    cfg = load_config(CONFIG, [*TINY, *FOLDS])
+    names = [f.name for f in plan_folds(load_training_data(cfg, market).panel.index.get_level_values("timestamp"),
+                                        cfg.walkforward, cfg.windows)]
+    assert all(name in listed.output for name in names)
+    assert not (tmp_path / "predictions.parquet").exists()
+
+    one = invoke("--db", str(market), "--out", str(tmp_path), "--fold", names[0], "walkforward.ppo=false")
+    assert one.exit_code == 0, one.output
+    assert list(pd.read_parquet(tmp_path / "predictions.parquet")["fold"].unique()) == [names[0]]
+
+
+def test_unknown_fold_is_one_clear_error(market, tmp_path):
+    result = invoke("--db", str(market), "--out", str(tmp_path), "--fold", "fold_1999")
+    assert result.exit_code != 0
+    assert "no walk-forward fold named 'fold_1999'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "predictions.parquet").exists()
