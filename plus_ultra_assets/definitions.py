@@ -13,7 +13,7 @@ import os
 import dagster as dg
 
 from plus_ultra_assets import schedules, sensors
-from plus_ultra_assets.assets import evaluation, features, market, models, policy
+from plus_ultra_assets.assets import evaluation, features, market, models, policy, serving
 from plus_ultra_assets.io_managers import ParquetIOManager
 from plus_ultra_assets.jobs import (
     observe_market_db,
@@ -33,7 +33,7 @@ automation = load_config(CONFIG_PATH).automation  # schedules need their cron wh
 
 defs = dg.Definitions(
     assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table,
-            models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy,
+            models.pretrained_backbone, models.supervised_checkpoint, policy.ppo_policy, serving.production_model,
             evaluation.walkforward_fold, evaluation.walkforward_report],
     jobs=[observe_market_db, production_line, refresh_features, walkforward, walkforward_report_job],
     schedules=[schedules.nightly_retrain(automation)],

@@ -2,17 +2,18 @@
 
 import dagster as dg
 
-from plus_ultra_assets.assets import features, market, models
+from plus_ultra_assets.assets import features, market, models, serving
 
 TRAINING_TAG = "plus_ultra/training"  # dagster.yaml limits runs carrying it to one at a time
-PRODUCTION_GROUPS = (market.GROUP, features.GROUP, models.GROUP)
+PRODUCTION_GROUPS = (market.GROUP, features.GROUP, models.GROUP, serving.GROUP)
 REFRESH_GROUPS = (market.GROUP, features.GROUP)
 
 production_line = dg.define_asset_job(
     "production_line",
     selection=dg.AssetSelection.groups(*PRODUCTION_GROUPS),
     tags={TRAINING_TAG: "production"},
-    description="Validate the database and rebuild every production asset from it (panel ... policy).",
+    description="Validate the database, rebuild every production asset from it (panel ... policy), and promote the "
+    "new supervised checkpoint to production when it passes the gate.",
 )
 
 refresh_features = dg.define_asset_job(
