@@ -305,12 +305,22 @@ def sorted_categorical(values: pa.ChunkedArray) -> pd.Categorical:
     return pd.Categorical.from_codes(rank[codes], names[order].tolist())
 
 
+def panel_index(symbols: pd.Categorical, timestamps: pd.DatetimeIndex) -> pd.MultiIndex:
+    """The (symbol, timestamp) MultiIndex built from codes: what `MultiIndex.from_arrays` makes, about 3x faster.
+
+    The symbol level is the categorical's (sorted) categories as a CategoricalIndex; the time level
+    is the sorted distinct times (one hash factorisation of the int64 nanoseconds).
+    """
+    time_codes, times = pd.factorize(timestamps.asi8, sort=True)
+    levels = [pd.CategoricalIndex(symbols.categories, categories=symbols.categories, ordered=symbols.ordered),
+              pd.DatetimeIndex(pd.to_datetime(times, utc=True)).tz_convert(timestamps.tz)]
+    return pd.MultiIndex(levels=levels, codes=[symbols.codes, time_codes], names=list(PANEL_INDEX),
+                         verify_integrity=False)
+
+
 def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, value_columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame({column: as_float(table[column]) for column in value_columns})
-    frame.index = pd.MultiIndex.from_arrays(
-        [sorted_categorical(table["symbol"]), parse_timestamps(table["timestamp"], encoding, name)],
-        names=list(PANEL_INDEX),
-    )
+    frame.index = panel_index(sorted_categorical(table["symbol"]), parse_timestamps(table["timestamp"], encoding, name))
     return frame
 
 
@@ -369,7 +379,8 @@ def load_panel(
     table = read_partitioned(path, [str(s) for s in wanted if s is not None], read_group)
     panel = _frame_from_arrow(table, encoding, "series", value_columns)
     empty_optional = [c for c in OPTIONAL_SERIES_COLUMNS if c in panel and panel[c].isna().all()]
-    panel = panel.drop(columns=empty_optional)  # optional columns the database never filled
+    if empty_optional:  # optional columns the database never filled (drop copies: only when there are some)
+        panel = panel.drop(columns=empty_optional)
     if has_indicators:
         ind_where, ind_params = _where_clause(symbols, start_ts, end_ts, ind_encoding)
         wide = _pivot_indicators(path, ind_where, ind_params, ind_encoding, timeout_s)
