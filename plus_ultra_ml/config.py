@@ -211,11 +211,7 @@ class LossConfig(Section):
     huber_delta: float = Field(1.0, gt=0)  # in volatility units
     aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
     risk_aversion: float = Field(1.0, ge=0)  # the utility's lambda, in `pnl_units`
-    sharpe_scope: Literal["path", "batch"] = "path"  # Sharpe/Sortino per window, or pooled over the batch's bars
     pnl_units: Literal["return", "volatility"] = "return"  # volatility: PnL / the bar's causal volatility
-    demean: bool = False  # position terms on next returns minus the batch mean: a constant position earns 0
-    charge_entry: bool = True  # a window starts flat and pays for entering; False: p[-1] = p[0] (no entry cost)
-    position_detach: bool = False  # position terms train the position head only, not the backbone
 
 
 class DiagnosticsConfig(Section):

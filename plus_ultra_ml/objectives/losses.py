@@ -11,6 +11,11 @@ degenerate inputs answered explicitly. Two families:
   along time of contiguous paths (B, T). A Sharpe ratio over a shuffled batch of single-bar
   returns is not a Sharpe ratio of anything a trader could hold, so these functions demand a
   2-D (B, T) input and reduce along T only; rows never mix.
+- A mean-variance (Markowitz) utility of the same PnL. Unlike a ratio it is not scale invariant,
+  so it sizes a position by the strength of the expected return (p* = mu / (lambda s2)) instead of
+  rewarding any position whose window happened to drift the right way. In volatility units (each
+  bar's net PnL over its causal volatility) a calm and a wild symbol weigh alike, and a trade
+  costs more, in sigmas, where volatility is low.
 
 The combined `risk_aware_loss` takes its weights from the frozen `RiskLossWeights`; the PnL comes
 from `plus_ultra_ml.objectives.pnl.position_pnl`, the same function the backtester uses.
@@ -31,6 +36,7 @@ from torch import Tensor
 from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.objectives.pnl import position_pnl
 
+VOL_FLOOR = 1e-6  # lower bound on a volatility that divides a return (a flat stretch must not blow it up)
 EPS = 1e-12  # added to variances before the square root: keeps ratios and gradients finite when a path is flat
 
 
@@ -161,19 +167,6 @@ def max_drawdown(pnl: Tensor) -> Tensor:
     return (peak - equity).amax(dim=-1)
 
 
-def pooled_sharpe_ratio(pnl: Tensor, eps: float = EPS) -> Tensor:
-    """Sharpe ratio, per bar, of every bar of every path at once: mean / sqrt(var + eps) over all of `pnl`.
-
-    pnl: (B, T) per-bar net returns of B contiguous paths, each computed along its own path (costs
-    included). The estimate pools B * T bars, so it is B times less noisy than a per-path ratio
-    and no single path's drift dominates it. Fewer than 2 bars: NaN.
-    """
-    _require_paths(pnl, "pooled_sharpe_ratio")
-    if pnl.numel() < 2:
-        return torch.full((), float("nan"), dtype=pnl.dtype, device=pnl.device)
-    return pnl.mean() / torch.sqrt(pnl.var(correction=1) + eps)
-
-
 def mean_variance_utility(pnl: Tensor, risk_aversion: float) -> Tensor:
     """Quadratic (mean-variance) utility per bar: mean(pnl) - risk_aversion / 2 * mean(pnl^2).
 
@@ -220,10 +213,7 @@ class RiskLossWeights:
     forecast_kind: Literal["huber", "mse"] = "huber"
     huber_delta: float = 1.0  # in volatility units: a 1-sigma error is where Huber turns linear
     risk_aversion: float = 1.0  # the utility's lambda, in the units of the PnL (see `pnl_units`)
-    sharpe_scope: Literal["path", "batch"] = "path"  # Sharpe/Sortino per path, or pooled over every bar of the batch
     pnl_units: Literal["return", "volatility"] = "return"  # volatility: net PnL / the bar's causal volatility
-    demean: bool = False  # PnL on next returns minus the batch's mean next return: a constant position earns 0
-    charge_entry: bool = True  # True: a path starts flat and pays for entering p[0]; False: p[-1] = p[0]
 
     def __post_init__(self) -> None:
         for name in ("forecast", "quantile", "sharpe", "sortino", "drawdown", "utility"):
@@ -234,8 +224,6 @@ class RiskLossWeights:
             raise ValueError("RiskLossWeights: every weight is 0, so the loss would be constant; set one above 0")
         if not self.risk_aversion >= 0:
             raise ValueError(f"RiskLossWeights.risk_aversion must be >= 0, got {self.risk_aversion!r}")
-        if self.sharpe_scope not in ("path", "batch"):
-            raise ValueError(f"RiskLossWeights.sharpe_scope must be 'path' or 'batch', got {self.sharpe_scope!r}")
         if self.pnl_units not in ("return", "volatility"):
             raise ValueError(f"RiskLossWeights.pnl_units must be 'return' or 'volatility', got {self.pnl_units!r}")
         if self.forecast_kind not in ("huber", "mse"):
@@ -251,17 +239,11 @@ def path_pnl(weights: RiskLossWeights, positions: Tensor, next_returns: Tensor, 
     positions, next_returns: (B, T) as in objectives/pnl.py. volatility: (B, T) causal per-bar
     volatility at each decision bar, needed when `weights.pnl_units == "volatility"`.
     """
-    if weights.demean:
-        finite = torch.isfinite(next_returns)
-        mean = torch.where(finite, next_returns, torch.zeros_like(next_returns)).sum() / finite.sum().clamp_min(1)
-        next_returns = next_returns - mean.detach()
-    previous = 0.0 if weights.charge_entry else positions[:, 0].detach()
-    pnl = position_pnl(positions, next_returns, costs, previous)  # (B, T)
-    if weights.pnl_units == "volatility":
-        if volatility is None:
-            raise ValueError("RiskLossWeights.pnl_units='volatility' needs `volatility` (B, T)")
-        pnl = pnl / volatility.clamp_min(1e-6)
-    return pnl
+    in_sigmas = weights.pnl_units == "volatility"
+    if in_sigmas and volatility is None:
+        raise ValueError("RiskLossWeights.pnl_units='volatility' needs `volatility` (B, T)")
+    pnl = position_pnl(positions, next_returns, costs)  # (B, T), each path starts flat
+    return pnl / volatility.clamp_min(VOL_FLOOR) if in_sigmas else pnl
 
 
 class RiskLoss(NamedTuple):
@@ -311,11 +293,10 @@ def risk_aware_loss(
             raise ValueError("the Sharpe/Sortino/drawdown/utility weights need `positions`, `next_returns` and `costs`")
         _require_paths(positions, "risk_aware_loss")
         pnl = path_pnl(weights, positions, next_returns, costs, volatility)  # (B, T)
-        batch = weights.sharpe_scope == "batch"
         if weights.sharpe > 0:
-            add("sharpe", weights.sharpe, -pooled_sharpe_ratio(pnl) if batch else sharpe_loss(pnl))
+            add("sharpe", weights.sharpe, sharpe_loss(pnl))
         if weights.sortino > 0:
-            add("sortino", weights.sortino, sortino_loss(pnl.reshape(1, -1)) if batch else sortino_loss(pnl))
+            add("sortino", weights.sortino, sortino_loss(pnl))
         if weights.drawdown > 0:
             add("drawdown", weights.drawdown, drawdown_penalty(pnl))
         if weights.utility > 0:

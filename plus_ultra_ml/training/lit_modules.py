@@ -6,8 +6,10 @@ training, validation and test steps (and the held-out evaluation in training/eva
 
 - `SupervisedModule(net, train_cfg, costs)`: forecast loss on volatility-scaled forward returns
   (horizon h scaled by vol * sqrt(h), so every horizon has unit variance under a random walk),
-  pinball loss of the quantile head, and Sharpe/Sortino/drawdown of the position head's net PnL
-  along each window (a window is a contiguous path), all through `objectives.losses.risk_aware_loss`;
+  pinball loss of the quantile head, and Sharpe/Sortino/drawdown/mean-variance utility of the
+  position head's net PnL along each window (a window is a contiguous path; the utility in
+  volatility units when `train.loss` says so), all through
+  `objectives.losses.risk_aware_loss`;
   plus the backbone's auxiliary loss (MoE balancing) when it has one. Validation also gathers the
   last bar of every window for IC by horizon and quantile coverage.
 - `PretrainModule(backbone, recipe, pretrain_cfg)`: masked reconstruction or TS2Vec-style
@@ -45,8 +47,7 @@ def risk_weights(loss: LossConfig) -> RiskLossWeights:
     return RiskLossWeights(
         forecast=loss.forecast, quantile=loss.quantile, sharpe=loss.sharpe, sortino=loss.sortino,
         drawdown=loss.drawdown, utility=loss.utility, forecast_kind=loss.forecast_kind, huber_delta=loss.huber_delta,
-        risk_aversion=loss.risk_aversion, sharpe_scope=loss.sharpe_scope, pnl_units=loss.pnl_units,
-        demean=loss.demean, charge_entry=loss.charge_entry,
+        risk_aversion=loss.risk_aversion, pnl_units=loss.pnl_units,
     )
 
 
@@ -134,12 +135,9 @@ class SupervisedModule(OptimisedModule):
         scale = horizon_scale(batch["vol"], out.forecast.shape[-1])  # (B, T, H)
         target = volatility_scaled(batch["y"], scale)
         quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
-        positions = out.position
-        if self.train_cfg.loss.position_detach:  # same values; the position terms stop at the head
-            positions = self.net.position_head(out.hidden.detach())
         risk = risk_aware_loss(
             self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
-            quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,
+            quantiles=self.quantiles, positions=out.position, next_returns=batch["r"], costs=self.costs,
             volatility=batch["vol"],
         )
         parts = dict(risk.parts)

@@ -15,6 +15,8 @@ from plus_ultra_ml.objectives.losses import (
     drawdown_penalty,
     forecast_loss,
     max_drawdown,
+    mean_variance_utility,
+    path_pnl,
     pinball_loss,
     risk_aware_loss,
     sharpe_loss,
@@ -262,3 +264,76 @@ def test_sharpe_term_learns_a_planted_signal_net_of_costs():
     assert weight.item() > 0.3
     learned = sharpe_ratio(torch.tanh(weight * signal + bias) * next_returns).mean()
     assert learned > 0.1  # per-bar Sharpe of the true-signal strategy is about 0.2
+
+
+# ------------------------------------------------------------------------------------------ utility
+FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
+
+UTILITIES = [
+    # name, pnl paths (B, T), risk aversion, expected mean(pnl) - lambda / 2 * mean(pnl^2)
+    ("flat", [[0.0, 0.0]], 1.0, 0.0),
+    ("risk neutral is the mean", [[0.01, 0.03]], 0.0, 0.02),
+    ("constant gain, lambda 2", [[0.01, 0.01]], 2.0, 0.01 - 0.0001),
+    ("pure noise loses its variance", [[0.02, -0.02]], 1.0, -0.5 * 0.0004),
+    ("pooled over paths", [[0.01, 0.01], [0.03, 0.03]], 0.0, 0.02),
+]
+
+
+@pytest.mark.parametrize("name,pnl,risk_aversion,expected", UTILITIES, ids=[row[0] for row in UTILITIES])
+def test_mean_variance_utility_table(name, pnl, risk_aversion, expected):
+    assert mean_variance_utility(t64(pnl), risk_aversion).item() == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("risk_aversion", [0.5, 2.0, 8.0])
+def test_utility_is_maximised_at_the_markowitz_position(risk_aversion):
+    """A constant position p on returns with mean mu and second moment s2 is best at mu / (lambda s2)."""
+    rng = np.random.default_rng(7)
+    returns = torch.from_numpy(rng.normal(0.5, 1.0, (4, 250)))  # volatility units: mu ~ 0.5, s2 ~ 1.25
+    mu, s2 = returns.mean().item(), returns.square().mean().item()
+    weights = RiskLossWeights(forecast=0.0, sharpe=0.0, utility=1.0, risk_aversion=risk_aversion)
+    grid = torch.linspace(-1.0, 1.5, 2501, dtype=torch.float64)
+    losses = torch.stack([risk_aware_loss(weights, positions=p.expand(4, 250), next_returns=returns, costs=FREE).total
+                          for p in grid])
+    assert grid[losses.argmin()].item() == pytest.approx(mu / (risk_aversion * s2), abs=2e-3)
+
+
+def test_volatility_units_put_calm_and_wild_symbols_on_one_scale():
+    rng = np.random.default_rng(9)
+    unit = torch.from_numpy(rng.normal(0.1, 1.0, (1, 200)))
+    positions = torch.tanh(torch.from_numpy(rng.normal(size=(1, 200))))
+    vol_units = RiskLossWeights(forecast=0.0, utility=1.0, pnl_units="volatility")
+    pnls = [path_pnl(vol_units, positions, sigma * unit, FREE, volatility=torch.full_like(unit, sigma))
+            for sigma in (0.001, 0.03)]
+    torch.testing.assert_close(pnls[0], pnls[1])  # the same bets in sigma units score the same
+    in_returns = RiskLossWeights(forecast=0.0, utility=1.0)
+    raw = [path_pnl(in_returns, positions, sigma * unit, FREE) for sigma in (0.001, 0.03)]
+    torch.testing.assert_close(raw[1], 30.0 * raw[0])  # in return units the wild symbol weighs 30 times more
+    # costs are charged in return units before the division: a trade is dearer on a calm symbol
+    costs = CostConfig(transaction_bps=1.0, slippage_bps=0.5, holding_bps=0.0)
+    calm, wild = (path_pnl(vol_units, positions, sigma * unit, costs, volatility=torch.full_like(unit, sigma))
+                  for sigma in (0.001, 0.03))
+    assert (calm - pnls[0]).sum() < (wild - pnls[1]).sum() < 0
+    with pytest.raises(ValueError, match="volatility"):
+        path_pnl(vol_units, positions, unit, FREE)
+
+
+def test_utility_term_learns_a_planted_signal_sized_by_its_strength():
+    """Gradient descent on the utility alone (volatility units) trades a planted signal with a position
+    that grows with the signal (Markowitz in sigmas), on a calm and a wild symbol alike."""
+    gen = torch.Generator().manual_seed(10)
+    signal = torch.randn(16, 128, generator=gen, dtype=torch.float64)
+    vol = torch.where(torch.arange(16)[:, None] < 8, 0.002, 0.02).to(torch.float64).expand(16, 128)
+    next_returns = vol * (0.2 * signal + torch.randn(16, 128, generator=gen, dtype=torch.float64))
+    weight = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([weight, bias], lr=0.05)
+    weights = RiskLossWeights(forecast=0.0, sharpe=0.0, utility=1.0, risk_aversion=1.0, pnl_units="volatility")
+    for _ in range(200):
+        optimiser.zero_grad()
+        positions = torch.tanh(weight * signal + bias)
+        risk_aware_loss(weights, positions=positions, next_returns=next_returns, costs=FREE,
+                        volatility=vol).total.backward()
+        optimiser.step()
+    # mu = 0.2 * signal and s2 ~ 1.04 sigma^2 per unit of position: p* ~ 0.19 * signal, no constant bet
+    assert 0.12 < weight.item() < 0.26
+    assert abs(bias.item()) < 0.05
