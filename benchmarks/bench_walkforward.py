@@ -2,8 +2,8 @@
 
 Usage:
     python benchmarks/bench_walkforward.py fixture [--config configs/smoke.yaml] [--db data/fixture.db]
-        [--seeds N] [--folds N] [--dev] [--no-ppo] [dotted overrides ...]
-    python benchmarks/bench_walkforward.py sp500 [--config configs/smoke.yaml] [--seeds N] [--no-ppo]
+        [--seeds N] [--folds N] [--dev] [--no-ppo] [--out DIR] [dotted overrides ...]
+    python benchmarks/bench_walkforward.py sp500 [--config configs/smoke.yaml] [--seeds N] [--no-ppo] [--out DIR]
 
 Both run the library's evaluation line without Dagster (`evaluation.fold.run_walkforward`: for every
 fold of `plan_folds`, the supervised model and PPO are refitted on the fold's own training segment,
@@ -22,9 +22,11 @@ fixture
     of each of our strategies' net Sharpe to the stored oracle net Sharpe (fixture_truth) is printed.
 
     --dev: the development folds used to choose settings. The data is cut at the first evaluated
-    fold's data cutoff (the end of its validation segment) and the same fold plan is laid on what
-    remains, so every number (validation and "test" of these folds) comes from bars before the first
-    evaluated test bar: nothing chosen here has seen an evaluated test window.
+    fold's data cutoff (the end of its validation segment; the earlier of the requested plan's and
+    the preset's own plan's, so `--folds N` cannot move the cut into the preset's evaluated folds)
+    and the same fold plan is laid on what remains, so every number (validation and "test" of these
+    folds) comes from bars before the first evaluated test bar: nothing chosen here has seen an
+    evaluated test window.
 
 sp500
     `arch.data.sp500` (S&P 500 index, daily, 1999-2018, no download: shipped with `arch`), ingested
@@ -34,6 +36,10 @@ sp500
     training from 1,000 bars, validation 250 bars, test windows of 500 bars, every closed fold) and
     8 supervised epochs (a single daily series has ~20x fewer windows than the fixture per epoch).
     Compared with buy-and-hold and LightGBM (and the other baselines) on the same bars.
+
+--out DIR writes the scored predictions (report format, with the reference rows) and the report
+(report.md, its figures and metrics parquet) there. Results and the selection that led to the
+presets' settings: docs/evaluation.md.
 
 Timings are wall-clock; on the shared 2-core development machine other jobs ran at the same time.
 """
@@ -54,7 +60,7 @@ import pandas as pd
 from plus_ultra_ml.config import ExperimentConfig, FixtureConfig, load_config
 from plus_ultra_ml.data.fixture import ORACLE_INDICATOR, build_fixture, read_fixture_truth
 from plus_ultra_ml.evaluation.fold import FoldResult, run_walkforward
-from plus_ultra_ml.evaluation.report import FORECAST, POSITION, build_report
+from plus_ultra_ml.evaluation.report import FORECAST, POSITION, build_report, write_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
 from plus_ultra_ml.training.fit import TrainingData, load_training_data
 
@@ -116,8 +122,14 @@ def fmt(value: float, digits: int = 2) -> str:
     return "nan" if not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe: float | None) -> pd.DataFrame:
+def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe: float | None,
+                 out: Path | None = None) -> pd.DataFrame:
     report = build_report(predictions, cfg.costs, title="walk-forward")
+    if out is not None:  # the predictions and the report, so tables can be re-derived without a rerun
+        out.mkdir(parents=True, exist_ok=True)
+        predictions.to_parquet(out / "predictions.parquet")
+        written = write_report(report, out / "report.md")
+        print(f"wrote {out / 'predictions.parquet'} and {', '.join(str(p) for p in written)}")
     overall = report.overall
     print(f"\n{report.notes[0]}")
     print("| strategy | net Sharpe | 95% CI | total return | max drawdown | turnover | exposure |"
@@ -184,7 +196,10 @@ def fixture(args: argparse.Namespace) -> None:
     folds = plan_folds(times, cfg.walkforward, cfg.windows)
     label = "evaluated"
     if args.dev:
-        data = truncate(data, folds[0].cutoff)
+        # Cut before the preset's evaluated folds too: `--folds 1` alone would put the cut at the last
+        # fold's cutoff, and the development plan would then land on the preset's earlier test windows.
+        preset = cfg.walkforward.model_copy(update={"n_folds": load_config(args.config, []).walkforward.n_folds})
+        data = truncate(data, min(folds[0].cutoff, plan_folds(times, preset, cfg.windows)[0].cutoff))
         folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
         label = f"development (data cut at {data.features.index.get_level_values('timestamp').max()})"
     print(f"fixture {db}: {len(data.features):,} rows x {data.features.shape[1]} features "
@@ -198,7 +213,7 @@ def fixture(args: argparse.Namespace) -> None:
         predictions, results = run(cfg, data, folds, Path(root))
         print(f"walk-forward: {time.perf_counter() - t0:.0f} s wall")
     print_validation(results)
-    overall = print_report(with_references(predictions, data.panel), cfg, truth.oracle_sharpe_net)
+    overall = print_report(with_references(predictions, data.panel), cfg, truth.oracle_sharpe_net, args.out)
     ours = [s for s in ("model", "ppo") if s in overall.index]
     baselines = [s for s in overall.index if s not in (*ours, "forecast_sign", "oracle")]
     best_baseline = overall.loc[baselines, "sharpe"].max()
@@ -211,7 +226,8 @@ def fixture(args: argparse.Namespace) -> None:
 
 def sp500(args: argparse.Namespace) -> None:
     db = sp500_database()
-    overrides = ["tracking.mode=disabled", f"data.db_path={db}", "data.ffill_limit=0", f"walkforward.seeds={args.seeds}",
+    overrides = ["tracking.mode=disabled", f"data.db_path={db}", "data.ffill_limit=0",
+                 f"walkforward.seeds={args.seeds}",
                  *SP500_OVERRIDES, *(["walkforward.ppo=false"] if args.no_ppo else [])]
     cfg = load_config(args.config, overrides)
     t0 = time.perf_counter()
@@ -219,14 +235,14 @@ def sp500(args: argparse.Namespace) -> None:
     folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
     print(f"S&P 500 daily ({db}): {len(data.features):,} bars x {data.features.shape[1]} features "
           f"({time.perf_counter() - t0:.0f} s); settings fixed in advance: {' '.join(SP500_OVERRIDES)}")
-    print(f"{len(folds)} folds: " + ", ".join(f"{f.split.bounds['test'][0]:%Y-%m-%d}..{f.split.bounds['test'][1]:%Y-%m-%d}"
-                                             for f in folds))
+    tests = [f.split.bounds["test"] for f in folds]
+    print(f"{len(folds)} folds: " + ", ".join(f"{first:%Y-%m-%d}..{last:%Y-%m-%d}" for first, last in tests))
     with tempfile.TemporaryDirectory(prefix="plus_ultra_wf_") as root:
         t0 = time.perf_counter()
         predictions, results = run(cfg, data, folds, Path(root))
         print(f"walk-forward: {time.perf_counter() - t0:.0f} s wall")
     print_validation(results)
-    print_report(with_references(predictions, data.panel), cfg, None)
+    print_report(with_references(predictions, data.panel), cfg, None, args.out)
 
 
 def main() -> None:
@@ -239,11 +255,13 @@ def main() -> None:
     fx.add_argument("--folds", type=int, default=None, help="the most recent N folds (default: the preset's)")
     fx.add_argument("--dev", action="store_true", help="development folds before the first evaluated test bar")
     fx.add_argument("--no-ppo", action="store_true")
+    fx.add_argument("--out", type=Path, default=None, help="write predictions.parquet and report.md here")
     fx.add_argument("overrides", nargs="*")
     sp = sub.add_parser("sp500", help="the S&P 500 daily sample from arch")
     sp.add_argument("--config", default="configs/smoke.yaml")
     sp.add_argument("--seeds", type=int, default=1)
     sp.add_argument("--no-ppo", action="store_true")
+    sp.add_argument("--out", type=Path, default=None, help="write predictions.parquet and report.md here")
     args = parser.parse_args()
     quiet()
     fixture(args) if args.what == "fixture" else sp500(args)
