@@ -215,6 +215,10 @@ def test_weights_are_validated():
         RiskLossWeights(sharpe=-0.1)
     with pytest.raises(ValueError, match="every weight is 0"):
         RiskLossWeights(forecast=0, sharpe=0)
+    with pytest.raises(ValueError, match="risk_aversion"):
+        RiskLossWeights(utility=1.0, risk_aversion=-0.1)
+    with pytest.raises(ValueError, match="pnl_units"):
+        RiskLossWeights(utility=1.0, pnl_units="percent")
     with pytest.raises(ValueError, match="positions"):
         risk_aware_loss(RiskLossWeights(forecast=0, sharpe=1.0))
 
