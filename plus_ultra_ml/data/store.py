@@ -277,6 +277,17 @@ def _to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def distinct_symbols(connection: sqlite3.Connection) -> list[str]:
+    """The symbols of `series`, by a skip-scan of its (symbol, timestamp) index: one seek per symbol,
+    not a scan of every row as SELECT DISTINCT does (SQLite's recursive-CTE idiom)."""
+    rows = connection.execute(
+        "WITH RECURSIVE s(x) AS (SELECT min(symbol) FROM series "
+        "UNION ALL SELECT (SELECT min(symbol) FROM series WHERE symbol > x) FROM s WHERE x IS NOT NULL) "
+        "SELECT x FROM s WHERE x IS NOT NULL"
+    ).fetchall()
+    return [symbol for (symbol,) in rows]
+
+
 def _where_clause(
     symbols: Sequence[str] | None,
     start: pd.Timestamp | None,
@@ -318,8 +329,12 @@ def panel_index(symbols: pd.Categorical, timestamps: pd.DatetimeIndex) -> pd.Mul
                          verify_integrity=False)
 
 
-def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, value_columns: Sequence[str]) -> pd.DataFrame:
-    frame = pd.DataFrame({column: as_float(table[column]) for column in value_columns})
+def _frame_from_arrow(table: pa.Table, encoding: TimestampEncoding, name: str, value_columns: Sequence[str],
+                     drop_if_empty: Sequence[str] = ()) -> pd.DataFrame:
+    """Number columns as float64 on the (symbol, timestamp) index; columns of `drop_if_empty` that hold
+    no value at all are left out (before the frame exists, so nothing is copied to remove them)."""
+    columns = {column: as_float(table[column]) for column in value_columns}
+    frame = pd.DataFrame({c: v for c, v in columns.items() if c not in drop_if_empty or not np.isnan(v).all()})
     frame.index = panel_index(sorted_categorical(table["symbol"]), parse_timestamps(table["timestamp"], encoding, name))
     return frame
 
@@ -368,7 +383,7 @@ def load_panel(
         encoding = detect_timestamp_encoding(connection, "series")
         has_indicators = include_indicators and "indicators" in tables
         ind_encoding = detect_timestamp_encoding(connection, "indicators") if has_indicators else encoding
-        wanted = list(symbols) if symbols else [s for (s,) in connection.execute("SELECT DISTINCT symbol FROM series")]
+        wanted = list(symbols) if symbols else distinct_symbols(connection)
     value_columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
     order = " ORDER BY symbol, timestamp" if encoding.kind != "iso_other" else ""
 
@@ -377,10 +392,8 @@ def load_panel(
         return read_numeric(path, ["symbol", "timestamp"], value_columns, f" FROM series{where}{order}", params, timeout_s)
 
     table = read_partitioned(path, [str(s) for s in wanted if s is not None], read_group)
-    panel = _frame_from_arrow(table, encoding, "series", value_columns)
-    empty_optional = [c for c in OPTIONAL_SERIES_COLUMNS if c in panel and panel[c].isna().all()]
-    if empty_optional:  # optional columns the database never filled (drop copies: only when there are some)
-        panel = panel.drop(columns=empty_optional)
+    # optional columns the database never filled are left out
+    panel = _frame_from_arrow(table, encoding, "series", value_columns, drop_if_empty=OPTIONAL_SERIES_COLUMNS)
     if has_indicators:
         ind_where, ind_params = _where_clause(symbols, start_ts, end_ts, ind_encoding)
         wide = _pivot_indicators(path, ind_where, ind_params, ind_encoding, timeout_s)
