@@ -212,6 +212,9 @@ class LossConfig(Section):
     aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
     risk_aversion: float = Field(1.0, ge=0)  # the utility's lambda, in `pnl_units`
     pnl_units: Literal["return", "volatility"] = "return"  # volatility: PnL / the bar's causal volatility
+    # False: the PnL terms (sharpe, sortino, drawdown, utility) train the position head only and the
+    # backbone learns from the forecast loss alone (the forecast's IC is not traded for the head's PnL)
+    position_trains_backbone: bool = True
 
 
 class DiagnosticsConfig(Section):

@@ -135,9 +135,12 @@ class SupervisedModule(OptimisedModule):
         scale = horizon_scale(batch["vol"], out.forecast.shape[-1])  # (B, T, H)
         target = volatility_scaled(batch["y"], scale)
         quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
+        positions = out.position  # (B, T)
+        if not self.train_cfg.loss.position_trains_backbone:  # same values; the PnL terms stop at the head
+            positions = self.net.position_head(out.hidden.detach())
         risk = risk_aware_loss(
             self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
-            quantiles=self.quantiles, positions=out.position, next_returns=batch["r"], costs=self.costs,
+            quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,
             volatility=batch["vol"],
         )
         parts = dict(risk.parts)

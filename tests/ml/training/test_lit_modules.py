@@ -158,3 +158,19 @@ def test_pretext_validation_masks_are_fixed_and_leave_the_training_rng_alone():
     first, second = module.seeded_step(b, 7).loss, module.seeded_step(b, 7).loss
     assert torch.equal(torch.random.get_rng_state(), state)
     assert first == second and module.seeded_step(b, 8).loss != first
+
+
+@pytest.mark.parametrize("trains_backbone", [True, False])
+def test_position_terms_reach_the_backbone_only_when_asked(trains_backbone):
+    """With position_trains_backbone=False the PnL term's gradient stops at the position head."""
+    torch.manual_seed(0)
+    cfg = tiny_config(train={"loss": {"forecast": 0.0, "sharpe": 0.0, "utility": 1.0, "pnl_units": "volatility",
+                                      "position_trains_backbone": trains_backbone}})
+    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+    step = module.model_step(batch(B=12))
+    step.loss.backward()
+    backbone = [p.grad for n, p in module.net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    head = module.net.position_head.linear.weight.grad
+    assert head is not None and head.abs().sum() > 0
+    reached = any(g is not None and g.abs().sum() > 0 for g in backbone)
+    assert reached is trains_backbone
