@@ -55,7 +55,7 @@ def walkforward(
         planned = plan_folds(data.panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
         if list_folds:
             bar.stop()
-            console.print(fold_table(planned).to_string())
+            console.print(fold_table(planned).to_string(), soft_wrap=True, highlight=False)
             return
         folds = [find_fold(planned, name) for name in fold] if fold else planned
         steps_per_fold = cfg.walkforward.seeds * (2 if cfg.walkforward.ppo else 1)
