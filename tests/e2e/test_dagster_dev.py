@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
+def default_sigint() -> None:
+    """Run in the child before exec: SIGINT back to its default, so `dagster dev` handles Ctrl-C.
+
+    A job started in the background by a non-interactive shell (a CI runner's `cmd &`, nohup) ignores
+    SIGINT, and an ignored signal stays ignored across exec: the shutdown tests would then wait forever.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -42,7 +51,7 @@ def dagster_dev(tmp_path):
            "PLUS_ULTRA_HOME": str(tmp_path / "artifacts"), "PLUS_ULTRA_DB": str(tmp_path / "missing.db")}
     dagster = Path(sys.executable).with_name("dagster")
     process = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                               cwd=ROOT, env=env, start_new_session=True,
+                               cwd=ROOT, env=env, start_new_session=True, preexec_fn=default_sigint,
                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "dev.log").open("w"))
     try:
         yield port, process, tmp_path / "dev.log"

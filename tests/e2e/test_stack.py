@@ -31,6 +31,7 @@ import yaml
 
 from plus_ultra_ml.config import load_config
 from plus_ultra_ml.data.fixture import build_fixture
+from tests.e2e.test_dagster_dev import default_sigint
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -134,7 +135,8 @@ def stack(tmp_path_factory):
     log = base / "dagster_dev.log"
     started = time.monotonic()
     process = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                               cwd=ROOT, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                               cwd=ROOT, env=env, start_new_session=True, preexec_fn=default_sigint,
+                               stdout=log.open("w"), stderr=subprocess.STDOUT)
     stack = Stack(port, process, log, env, db, base)
 
     def loaded():
