@@ -47,7 +47,6 @@ Timings are wall-clock; on the shared 2-core development machine other jobs ran 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import tempfile
 import time
@@ -57,8 +56,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.config import ExperimentConfig, FixtureConfig, load_config
-from plus_ultra_ml.data.fixture import ORACLE_INDICATOR, build_fixture, read_fixture_truth
+from bench_supervised_ic import fixture_database
+from bench_supervised_ic import quiet as quiet_training
+from plus_ultra_ml.config import ExperimentConfig, load_config
+from plus_ultra_ml.data.fixture import ORACLE_INDICATOR, read_fixture_truth
 from plus_ultra_ml.evaluation.fold import FoldResult, run_walkforward
 from plus_ultra_ml.evaluation.report import FORECAST, POSITION, build_report, write_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
@@ -72,21 +73,8 @@ SP500_OVERRIDES = [
 
 
 def quiet() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "plus_ultra_ml"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
+    quiet_training()
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-
-
-def fixture_database(path: Path) -> Path:
-    if path.is_file():
-        return path
-    target = Path(tempfile.mkdtemp(prefix="plus_ultra_bench_")) / "fixture.db"
-    print(f"{path} is missing: building the default fixture into {target}")
-    build_fixture(target, FixtureConfig())
-    return target
 
 
 def sp500_database() -> Path:
