@@ -3,7 +3,6 @@
 import json
 import logging
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from plus_ultra_assets.metadata import latest_checkpoint
 from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
 
 GROUP = "models"
@@ -112,15 +113,8 @@ def pretrained_backbone(context: dg.AssetExecutionContext, experiment: Experimen
 
 def pretrained_backbone_path(instance: dg.DagsterInstance) -> Path:
     """The model.pt of the latest `pretrained_backbone` materialisation (its `path` metadata)."""
-    event = instance.get_latest_materialization_event(PRETRAINED)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure("supervised_checkpoint warm-starts from pretrained_backbone: materialise it first")
-    entry = event.asset_materialization.metadata.get("path")
-    path = Path(str(entry.value)) if entry is not None else None
-    if path is None or not path.is_file():
-        raise dg.Failure(f"the latest pretrained_backbone materialisation (run {event.run_id}) names no existing "
-                         f"checkpoint ({path}); materialise pretrained_backbone again")
-    return path
+    missing = "supervised_checkpoint warm-starts from pretrained_backbone: materialise it first"
+    return latest_checkpoint(instance, PRETRAINED, missing)[0]
 
 
 @dg.asset(

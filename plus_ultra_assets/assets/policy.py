@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from plus_ultra_assets.metadata import latest_checkpoint
 from plus_ultra_assets.resources import ExperimentConfigResource
 
 GROUP = "models"
@@ -21,17 +22,8 @@ HISTORY_COLUMNS = ("update", "reward_bps", "cost_bps", "policy_loss", "value_los
 
 def supervised_checkpoint_path(instance: dg.DagsterInstance) -> Path:
     """The model.pt of the latest `supervised_checkpoint` materialisation (its `path` metadata)."""
-    event = instance.get_latest_materialization_event(SUPERVISED)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure("ppo_policy needs a supervised checkpoint: materialise supervised_checkpoint first")
-    entry = event.asset_materialization.metadata.get("path")
-    path = Path(str(entry.value)) if entry is not None else None
-    if path is None or not path.is_file():
-        raise dg.Failure(
-            f"the latest supervised_checkpoint materialisation (run {event.run_id}) names no existing checkpoint "
-            f"file in its `path` metadata ({path}); materialise supervised_checkpoint again"
-        )
-    return path
+    return latest_checkpoint(
+        instance, SUPERVISED, "ppo_policy needs a supervised checkpoint: materialise supervised_checkpoint first")[0]
 
 
 def _fmt(value: float | None) -> str:

@@ -15,6 +15,7 @@ service picks the new model up on POST /reload (or at its next start).
 
 import dagster as dg
 
+from plus_ultra_assets.metadata import latest_checkpoint
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource
 
 GROUP = "serving"
@@ -52,20 +53,13 @@ def production_model(context: dg.AssetExecutionContext, experiment: ExperimentCo
     from plus_ultra_ml.serving.registry import Registry
 
     cfg = experiment.load()
-    event = context.instance.get_latest_materialization_event(SUPERVISED)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure("production_model promotes supervised_checkpoint: materialise it first")
-    entry = event.asset_materialization.metadata.get("path")
-    path = Path(str(entry.value)) if entry is not None else None
-    if path is None or not path.is_file():
-        raise dg.Failure(f"the latest supervised_checkpoint materialisation (run {event.run_id}) names no existing "
-                         f"checkpoint ({path}); materialise supervised_checkpoint again")
-    checks = recorded_checks(context.instance, SUPERVISED, event.run_id, SUPERVISED_CHECKS)
+    path, run_id = latest_checkpoint(context.instance, SUPERVISED, "production_model promotes supervised_checkpoint: materialise it first")
+    checks = recorded_checks(context.instance, SUPERVISED, run_id, SUPERVISED_CHECKS)
     root = Path(cfg.service.registry_dir) if cfg.service.registry_dir else Path(artifacts.root) / "registry"
     registry = Registry(root)
     result = registry.promote(path, external_checks=checks,
                               run_ids={"dagster_run_id": context.run.run_id, "dagster_asset": "production_model",
-                                       "supervised_run_id": event.run_id})
+                                       "supervised_run_id": run_id})
     production = result.production
     context.log.info(result.message)
     return dg.MaterializeResult(
