@@ -53,7 +53,8 @@ def production_model(context: dg.AssetExecutionContext, experiment: ExperimentCo
     from plus_ultra_ml.serving.registry import Registry
 
     cfg = experiment.load()
-    path, run_id = latest_checkpoint(context.instance, SUPERVISED, "production_model promotes supervised_checkpoint: materialise it first")
+    missing = "production_model promotes supervised_checkpoint: materialise it first"
+    path, run_id = latest_checkpoint(context.instance, SUPERVISED, missing)
     checks = recorded_checks(context.instance, SUPERVISED, run_id, SUPERVISED_CHECKS)
     root = Path(cfg.service.registry_dir) if cfg.service.registry_dir else Path(artifacts.root) / "registry"
     registry = Registry(root)
