@@ -91,8 +91,9 @@ def sp500_database() -> Path:
 def truncate(data: TrainingData, last: pd.Timestamp) -> TrainingData:
     """The data up to and including bar `last` (features are causal: cutting the future changes no past value)."""
     keep = np.asarray(data.features.index.get_level_values("timestamp") <= last)
+    regimes = data.regimes[keep] if data.regimes is not None else None  # causal labels: same argument
     return TrainingData(data.features[keep], data.panel[keep], data.feature_fingerprint, data.db_path,
-                        data.db_fingerprint)
+                        data.db_fingerprint, regimes=regimes)
 
 
 def with_references(predictions: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +168,7 @@ def run(cfg: ExperimentConfig, data: TrainingData, folds, root: Path) -> tuple[p
         print(f"  {result.fold}: {len(result.predictions):,} scored rows, "
               f"{time.perf_counter() - started:.0f} s elapsed", flush=True)
 
-    outcome = run_walkforward(cfg, data, root=root, folds=folds, on_fold=done)
+    outcome = run_walkforward(cfg, data, root=root, folds=folds, regimes=data.regimes, on_fold=done)
     return outcome.predictions, outcome.results
 
 

@@ -37,7 +37,6 @@ def walkforward(
 
     from plus_ultra_ml.artifacts import atomic_path, home
     from plus_ultra_ml.config import load_config
-    from plus_ultra_ml.data.regimes import label_regimes
     from plus_ultra_ml.evaluation.fold import run_walkforward
     from plus_ultra_ml.evaluation.report import build_report, strategies_of, write_report
     from plus_ultra_ml.evaluation.walkforward import find_fold, fold_table, plan_folds
@@ -69,7 +68,7 @@ def walkforward(
             started += 1
 
         result = run_walkforward(cfg, data, root=out / "checkpoints", folds=folds,
-                                 regimes=label_regimes(data.panel, cfg.regimes), progress=say,
+                                 regimes=data.regimes, progress=say,
                                  on_fold=lambda r: console.print(f"{r.fold}: {len(r.predictions):,} scored rows"))
         bar.update(task, completed=len(folds) * steps_per_fold, description=f"{len(folds)} folds")
     predictions = result.predictions

@@ -76,6 +76,7 @@ class TrainingData:
     db_path: str | None = None
     db_fingerprint: str | None = None
     panel_fingerprint: str | None = None  # frame_fingerprint(panel); computed when None
+    regimes: pd.DataFrame | None = None  # the causal regime labels the features were computed with, if kept
 
     def __post_init__(self) -> None:
         if not self.features.index.equals(self.panel.index):
@@ -103,9 +104,10 @@ def load_training_data(cfg: ExperimentConfig, db_path: str | Path | None = None)
         raise DataContractError(f"{built.db_path} breaks the data contract:\n{built.report.summary()}", built.report)
     if built.schema_error:
         raise DataContractError(f"the panel from {built.db_path} breaks the panel schema: {built.schema_error}")
-    result = compute_features(built.panel, cfg.features, label_regimes(built.panel, cfg.regimes))
+    regimes = label_regimes(built.panel, cfg.regimes)
+    result = compute_features(built.panel, cfg.features, regimes)
     return TrainingData(result.frame, built.panel, result.fingerprint, str(built.db_path), built.db_fingerprint,
-                        built.panel_fingerprint)
+                        built.panel_fingerprint, regimes)
 
 
 @dataclass(frozen=True)
