@@ -212,9 +212,10 @@ class LossConfig(Section):
     aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
     risk_aversion: float = Field(1.0, ge=0)  # the utility's lambda, in `pnl_units`
     pnl_units: Literal["return", "volatility"] = "return"  # volatility: PnL / the bar's causal volatility
-    # False: the PnL terms (sharpe, sortino, drawdown, utility) train the position head only and the
-    # backbone learns from the forecast loss alone (the forecast's IC is not traded for the head's PnL)
-    position_trains_backbone: bool = True
+    # Scale on the gradient the PnL terms (sharpe, sortino, drawdown, utility) send into the backbone;
+    # the position head always gets all of it. 1: the backbone serves the head's PnL as much as the
+    # forecast; 0: the backbone learns from the forecast loss alone (no IC is traded for the head's PnL).
+    position_backbone_grad: float = Field(1.0, ge=0, le=1)
 
 
 class DiagnosticsConfig(Section):

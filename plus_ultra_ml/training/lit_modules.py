@@ -81,6 +81,13 @@ def horizon_scale(vol: Tensor, horizons: int) -> Tensor:
     return vol.unsqueeze(-1) * root_h
 
 
+def scale_gradient(x: Tensor, g: float) -> Tensor:
+    """x in the forward pass; g * the incoming gradient in the backward pass (g = 0: detach)."""
+    if g == 0:
+        return x.detach()
+    return g * x + (1 - g) * x.detach()
+
+
 class OptimisedModule(L.LightningModule):
     """AdamW + warm-up/cosine from a `LoopConfig` (total steps from the Trainer); subclass it for any model."""
 
@@ -136,8 +143,9 @@ class SupervisedModule(OptimisedModule):
         target = volatility_scaled(batch["y"], scale)
         quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
         positions = out.position  # (B, T)
-        if not self.train_cfg.loss.position_trains_backbone:  # same values; the PnL terms stop at the head
-            positions = self.net.position_head(out.hidden.detach())
+        g = self.train_cfg.loss.position_backbone_grad
+        if g < 1:  # same values; the PnL terms' gradient into the backbone is scaled by g
+            positions = self.net.position_head(scale_gradient(out.hidden, g))
         risk = risk_aware_loss(
             self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
             quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,

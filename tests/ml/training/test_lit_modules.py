@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
-from plus_ultra_ml.config import CostConfig, LossConfig, TrainConfig
+from plus_ultra_ml.config import CostConfig, TrainConfig
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.training.lit_modules import (
     PretrainModule,
@@ -160,17 +161,29 @@ def test_pretext_validation_masks_are_fixed_and_leave_the_training_rng_alone():
     assert first == second and module.seeded_step(b, 8).loss != first
 
 
-@pytest.mark.parametrize("trains_backbone", [True, False])
-def test_position_terms_reach_the_backbone_only_when_asked(trains_backbone):
-    """With position_trains_backbone=False the PnL term's gradient stops at the position head."""
+def position_gradients(g: float) -> tuple[list[Tensor | None], Tensor]:
+    """Backbone and position-head gradients of the utility term alone, at backbone gradient scale g."""
     torch.manual_seed(0)
     cfg = tiny_config(train={"loss": {"forecast": 0.0, "sharpe": 0.0, "utility": 1.0, "pnl_units": "volatility",
-                                      "position_trains_backbone": trains_backbone}})
-    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+                                      "position_backbone_grad": g}})
+    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig()).eval()  # eval: no dropout noise
+    torch.manual_seed(1)
     step = module.model_step(batch(B=12))
     step.loss.backward()
     backbone = [p.grad for n, p in module.net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
-    head = module.net.position_head.linear.weight.grad
-    assert head is not None and head.abs().sum() > 0
-    reached = any(g is not None and g.abs().sum() > 0 for g in backbone)
-    assert reached is trains_backbone
+    return backbone, module.net.position_head.linear.weight.grad.clone()
+
+
+@pytest.mark.parametrize("g", [0.0, 0.25])
+def test_position_terms_reach_the_backbone_scaled_by_position_backbone_grad(g):
+    """The PnL terms' gradient into the backbone is g times the unscaled one; the head's is untouched."""
+    full_backbone, full_head = position_gradients(1.0)
+    backbone, head = position_gradients(g)
+    assert full_head.abs().sum() > 0 and torch.allclose(head, full_head)
+    reached = [(b, f) for b, f in zip(backbone, full_backbone) if f is not None and f.abs().sum() > 0]
+    assert reached, "the unscaled utility term should reach the backbone"
+    for scaled, unscaled in reached:
+        if g == 0:
+            assert scaled is None or scaled.abs().sum() == 0
+        else:
+            torch.testing.assert_close(scaled, g * unscaled, rtol=1e-4, atol=1e-8)
