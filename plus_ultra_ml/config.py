@@ -355,7 +355,11 @@ class ServiceConfig(Section):
 
 
 class AutomationConfig(Section):
-    """Schedules and sensors of the Dagster layer (plus_ultra_assets/schedules.py, sensors.py)."""
+    """Schedules and sensors of the Dagster layer (plus_ultra_assets/schedules.py, sensors.py).
+
+    Read once, when plus_ultra_assets/definitions.py loads: a change takes effect when the code
+    location reloads (the cron and the sensor interval cannot change later anyway).
+    """
 
     nightly_cron: str = "0 2 * * *"  # production retraining, whatever happens
     timezone: str = "UTC"
