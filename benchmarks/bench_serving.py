@@ -47,7 +47,7 @@ KEY = "bench-key"
 
 def build_market(path: Path, rows: int) -> Path:
     from plus_ultra_ml.config import FixtureConfig
-    from plus_ultra_ml.data.fixture import build_fixture
+    from plus_ultra_ml.synthetic.fixture import build_fixture
 
     if not path.exists():
         build_fixture(path, FixtureConfig(symbols=UNIVERSE, rows=rows, alt_features=2, seed=7))
