@@ -47,7 +47,7 @@ KEY = "bench-key"
 
 def build_market(path: Path, rows: int) -> Path:
     from plus_ultra_ml.config import FixtureConfig
-    from plus_ultra_ml.data.fixture import build_fixture
+    from plus_ultra_ml.synthetic.fixture import build_fixture
 
     if not path.exists():
         build_fixture(path, FixtureConfig(symbols=UNIVERSE, rows=rows, alt_features=2, seed=7))
@@ -167,12 +167,10 @@ def load(base: str, symbols: list[str], requests: int, concurrency: int) -> dict
 
 def in_process(checkpoint: Path, db: Path, cfg, symbols: list[str], reps: int) -> dict:
     """Bare forward, cached Predictor.predict and a cache miss, in this process, the service's threads."""
-    import torch
-
     from plus_ultra_ml.serving.predictor import Predictor, run_network
+    from plus_ultra_ml.threads import set_torch_threads
 
-    if cfg.service.threads:
-        torch.set_num_threads(cfg.service.threads)
+    set_torch_threads(cfg.service.threads)
     predictor = Predictor.load(checkpoint, db_path=db, service=cfg.service)
     windows = predictor.featuriser.from_database(symbols)
     ids = predictor.symbol_ids(windows.symbols)

@@ -59,10 +59,10 @@ import pandas as pd
 from bench_supervised_ic import fixture_database
 from bench_supervised_ic import quiet as quiet_training
 from plus_ultra_ml.config import ExperimentConfig, load_config
-from plus_ultra_ml.data.fixture import ORACLE_INDICATOR, read_fixture_truth
 from plus_ultra_ml.evaluation.fold import FoldResult, run_walkforward
 from plus_ultra_ml.evaluation.report import FORECAST, POSITION, build_report, write_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.synthetic.fixture import ORACLE_INDICATOR, read_fixture_truth
 from plus_ultra_ml.training.fit import TrainingData, load_training_data
 
 SP500_SYMBOL = "SPX"

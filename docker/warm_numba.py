@@ -15,10 +15,10 @@ from pathlib import Path
 
 def main() -> None:
     from plus_ultra_ml.config import FeaturesConfig, FixtureConfig, RegimeConfig
-    from plus_ultra_ml.data.fixture import build_fixture
     from plus_ultra_ml.data.regimes import label_regimes
     from plus_ultra_ml.data.store import load_panel
     from plus_ultra_ml.features.pipeline import compute_features
+    from plus_ultra_ml.synthetic.fixture import build_fixture
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:

@@ -24,12 +24,11 @@ from plus_ultra_assets.jobs import (
 )
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.artifacts import home
-from plus_ultra_ml.config import load_config
 
 CONFIG_PATH = os.environ.get("PLUS_ULTRA_CONFIG", "configs/smoke.yaml")
 experiment = ExperimentConfigResource(path=CONFIG_PATH)
 artifacts = ArtifactsResource(root=str(home(create=False)))
-automation = load_config(CONFIG_PATH).automation  # schedules need their cron when definitions load
+automation = experiment.load().automation  # read once, here: schedules need their cron when definitions load
 
 defs = dg.Definitions(
     assets=[market.market_db, market.market_panel, market.regime_labels, features.feature_table,

@@ -1,4 +1,4 @@
-"""The nightly retraining schedule (cron and time zone from the experiment config)."""
+"""The nightly retraining schedule (cron and time zone from the automation section definitions.py read)."""
 
 import dagster as dg
 

@@ -1,4 +1,9 @@
-"""Sensors: new candles in the database, and failed runs."""
+"""Sensors: new candles in the database, closed walk-forward folds, and failed runs.
+
+Every choice a sensor makes comes from the `AutomationConfig` it is built with (definitions.py reads
+the automation section once, when the definitions load); the experiment resource gives only what
+the sensor reads from the data (database timeouts, the fold plan).
+"""
 
 import json
 import logging
@@ -45,7 +50,7 @@ def new_candles_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
             context.update_cursor(version)
             return dg.SkipReason(f"no new candles (data version {version})")
         context.update_cursor(version)  # persisted with the tick: survives restarts
-        job = production_line if cfg.automation.retrain_on_new_candles else refresh_features
+        job = production_line if automation.retrain_on_new_candles else refresh_features
         observation = dg.AssetObservation(  # the UI shows market_db's new data version (and what is stale)
             asset_key="market_db", tags={"dagster/data_version": version},
             metadata={"symbols": len(summary), "last_bar_per_symbol": {k: v["last"] for k, v in summary.items()}})
@@ -100,7 +105,7 @@ def fold_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
         if not new:
             return dg.SkipReason(f"no newly closed fold ({len(planned)} planned, all known)")
         runs = [dg.RunRequest(partition_key=name, run_key=f"fold-{name}") for name in new] \
-            if cfg.automation.materialise_new_folds else []
+            if automation.materialise_new_folds else []
         return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=[FOLDS.build_add_request(new)])
 
     return _sensor

@@ -59,7 +59,7 @@ class FixtureConfig(Section):
     alt_features: int = Field(2, ge=1)
     seed: int = 7
     start: str = "2020-01-01T00:00:00Z"  # first bar (UTC)
-    # The planted signal (equations in plus_ultra_ml/data/fixture.py).
+    # The planted signal (equations in plus_ultra_ml/synthetic/fixture.py).
     alt_ic: float = Field(0.05, gt=0, lt=0.5)  # Pearson IC of alt_0[t] vs the return t -> t+1, per symbol
     alt_persistence: float = Field(0.95, ge=0, lt=1)  # AR(1) coefficient of the alt factor
     trend_drift: float = Field(0.03, ge=0, lt=0.5)  # drift per bar in up/down regimes, in bar-vol units
@@ -355,7 +355,11 @@ class ServiceConfig(Section):
 
 
 class AutomationConfig(Section):
-    """Schedules and sensors of the Dagster layer (plus_ultra_assets/schedules.py, sensors.py)."""
+    """Schedules and sensors of the Dagster layer (plus_ultra_assets/schedules.py, sensors.py).
+
+    Read once, when plus_ultra_assets/definitions.py loads: a change takes effect when the code
+    location reloads (the cron and the sensor interval cannot change later anyway).
+    """
 
     nightly_cron: str = "0 2 * * *"  # production retraining, whatever happens
     timezone: str = "UTC"

@@ -64,7 +64,6 @@ def build(
     from plus_ultra_ml.config import load_config
     from plus_ultra_ml.data.regimes import label_regimes
     from plus_ultra_ml.data.panel import build_panel
-    from plus_ultra_ml.errors import DataContractError
     from plus_ultra_ml.features.pipeline import compute_features, save_feature_table
 
     cfg = load_config(config, overrides or ())
@@ -72,8 +71,7 @@ def build(
     with progress() as bar:
         task = bar.add_task(f"validating and loading {db}", total=None)
         built = build_panel(db, cfg.data)  # the same panel the market_panel asset builds
-        if built.report.errors:
-            raise DataContractError(f"{db} breaks the data contract:\n{built.report.summary()}", built.report)
+        built.report.raise_for_errors()
         panel = built.panel
         bar.update(task, total=1, completed=1, description=f"loaded {len(panel):,} rows")
         task = bar.add_task("labelling regimes", total=None)

@@ -39,7 +39,7 @@ def fixture(
     from rich.table import Table
 
     from plus_ultra_ml.config import ConfigError, FixtureConfig, load_config
-    from plus_ultra_ml.data.fixture import build_fixture, fixture_grid
+    from plus_ultra_ml.synthetic.fixture import build_fixture, fixture_grid
 
     names = _symbols(symbols, ctx.args)
     overrides = {"symbols": names, "rows": rows, "freq": freq, "alt_features": alt_features, "seed": seed}

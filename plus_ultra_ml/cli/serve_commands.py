@@ -53,15 +53,14 @@ def serve(
     """The inference API: /predict, /health, /config, /curriculum, /reload (API key), /metrics."""
     import os
 
-    import torch
     import uvicorn
 
     from plus_ultra_ml.config import load_config
     from plus_ultra_ml.serving.app import create_app
+    from plus_ultra_ml.threads import set_torch_threads
 
     cfg = load_config(config, overrides or ())
-    if cfg.service.threads is not None:
-        torch.set_num_threads(cfg.service.threads)
+    set_torch_threads(cfg.service.threads)
     if not os.environ.get(cfg.service.api_key_env):
         err_console.print(f"[yellow]warning:[/] ${cfg.service.api_key_env} is not set: /reload"
                           f"{' and /predict' if cfg.service.predict_requires_key else ''} will answer 503")
@@ -107,18 +106,16 @@ def predict(
     from plus_ultra_ml.artifacts import atomic_path
     from plus_ultra_ml.config import load_config
     from plus_ultra_ml.data.panel import build_panel
-    from plus_ultra_ml.errors import DataContractError
     from plus_ultra_ml.evaluation.report import build_report
     from plus_ultra_ml.serving.offline import predict_history
     from plus_ultra_ml.serving.predictor import Predictor
 
     if output.suffix not in (".parquet", ".csv"):
         raise PlusUltraError(f"--output must end in .parquet or .csv, got {output.name}")
-    import torch
+    from plus_ultra_ml.threads import set_torch_threads
 
     cfg = load_config(config, overrides or ())
-    if cfg.service.threads is not None:
-        torch.set_num_threads(cfg.service.threads)  # small batches: one thread beats two on a shared CPU
+    set_torch_threads(cfg.service.threads)  # small batches: one thread beats two on a shared CPU
     db_path = db or Path(os.environ.get("PLUS_ULTRA_DB") or cfg.data.db_path)
     with progress() as bar:
         task = bar.add_task(f"loading {checkpoint.name}", total=None)
@@ -127,9 +124,7 @@ def predict(
         bar.update(task, description=f"panel from {db_path}")
         data_cfg = recipe.data.model_copy(update={"end": None, "symbols": tuple(recipe.universe)})
         built = build_panel(db_path, data_cfg)
-        if built.report.errors:
-            raise DataContractError(f"{built.db_path} breaks the data contract:\n{built.report.summary()}",
-                                    built.report)
+        built.report.raise_for_errors()
         bar.update(task, description=f"features and predictions for {len(built.panel):,} bars")
         cutoff = pd.Timestamp(model.lineage.data_cutoff)
         history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff)

@@ -27,7 +27,7 @@ from plus_ultra_ml.data import rules
 from plus_ultra_ml.data.schema import OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
 from plus_ultra_ml.data.store import check_database_file, detect_timestamp_encoding
 from plus_ultra_ml.data.validate import ValidationReport
-from plus_ultra_ml.errors import DataContractError, PlusUltraError
+from plus_ultra_ml.errors import PlusUltraError
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,7 @@ def prepare_rows(frame: pd.DataFrame, options: IngestOptions, source: str) -> pd
     rows = to_contract(frame, options, source)
     rows["timestamp_raw"] = _localise(pd.Series(rows["timestamp_raw"]), options.timezone)
     report = check_rows(rows, source)
-    if report.errors:
-        raise DataContractError(f"ingest rejected {source}; nothing was written.\n{report.summary()}", report)
+    report.raise_for_errors(f"ingest rejected {source}; nothing was written.")
     return rows
 
 

@@ -17,7 +17,6 @@ from plus_ultra_ml.data.regimes import label_regimes, regimes_to_long
 from plus_ultra_ml.data.schema import create_schema
 from plus_ultra_ml.data.store import load_panel
 from plus_ultra_ml.data.validate import validate_database
-from plus_ultra_ml.errors import DataContractError
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,7 @@ class RegimeSummary:
 
 def label_database(db_path: str | Path, cfg: ExperimentConfig, *, write: bool = False, strict: bool = False) -> RegimeSummary:
     report = validate_database(db_path, cfg.data)
-    if not report.passed(strict):
-        raise DataContractError(f"regimes refused: the database is not valid.\n{report.summary()}", report)
+    report.raise_for_errors("regimes refused: the database is not valid.", strict=strict)
     data = cfg.data
     panel = load_panel(db_path, data.symbols, data.start, data.end, include_indicators=False, timeout_s=data.busy_timeout_s)
     labels = label_regimes(panel, cfg.regimes)

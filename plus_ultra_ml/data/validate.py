@@ -30,6 +30,7 @@ from plus_ultra_ml.data.store import (
     sentinel_to_nan,
     table_columns,
 )
+from plus_ultra_ml.errors import DataContractError
 
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "series": ("symbol", "timestamp"),
@@ -61,6 +62,15 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return self.passed()
+
+    def raise_for_errors(self, headline: str | None = None, *, strict: bool = False) -> None:
+        """Raise `DataContractError` carrying this report unless it `passed(strict)`.
+
+        The message is `headline` (default "<source> breaks the data contract:") and then `summary()`.
+        """
+        if not self.passed(strict):
+            headline = headline or f"{self.source} breaks the data contract:"
+            raise DataContractError(f"{headline}\n{self.summary()}", self)
 
     def to_dict(self) -> dict:
         return {

@@ -65,14 +65,14 @@ class FeatureResult:
     warmup: Mapping[str, int]  # feature -> leading NaN bars per symbol (regime codes: the labels' own)
     vocabulary: Mapping[str, tuple[str, ...]]  # regime label -> categories; code = position
     periods_per_year: float | None  # annualisation used (None: no feature needed it)
-    fingerprint: str  # sha256 of names, inputs, params, annualisation, vocabulary, code version
+    fingerprint: str  # sha256 of names, inputs, params, annualisation, vocabulary, feature_source_version()
     config: FeaturesConfig  # pinned: include = these columns, periods per year, vocabulary (reuse to serve)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description (stored in the parquet file and in lineage)."""
         return {
             "fingerprint": self.fingerprint,
-            "code_version": code_version(),
+            "code_version": feature_source_version(),
             "features": [
                 {**spec.describe(), "family": spec.family, "warmup": spec.warmup, "description": spec.description}
                 for spec in self.specs
@@ -166,8 +166,12 @@ def select_features(registry: FeatureRegistry, cfg: FeaturesConfig) -> list[str]
 # fingerprint
 # --------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def code_version() -> str:
-    """Package version plus a sha256 of this package's feature sources (any formula change shows)."""
+def feature_source_version() -> str:
+    """Package version plus a sha256 of the feature sources (features/*.py): any formula change shows.
+
+    Not `lineage.code_version` (package version and git commit of the whole code base): this one
+    names the feature definitions only, and goes into the feature fingerprint.
+    """
     from plus_ultra_ml import __version__
 
     digest = hashlib.sha256()
@@ -182,7 +186,7 @@ def feature_fingerprint(
 ) -> str:
     blob = json.dumps(
         {
-            "code": code_version(),
+            "code": feature_source_version(),
             "features": [spec.describe() for spec in specs],
             "periods_per_year": periods_per_year,
             "vocabulary": {k: list(v) for k, v in sorted(vocabulary.items())},

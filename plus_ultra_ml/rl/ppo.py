@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -53,6 +52,7 @@ from plus_ultra_ml.rl.evaluate import (
 )
 from plus_ultra_ml.rl.policy import ActorCritic, RowEncoder
 from plus_ultra_ml.rl.rollout import Rollout, collect_rollout
+from plus_ultra_ml.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -232,18 +232,6 @@ def _record(update: int, lr: float, rollout: Rollout | None, stats: dict[str, fl
         val_sharpe_net=score["sharpe_net"], val_mean_net_bps=score["mean_net_bps"], val_turnover=score["turnover"],
         val_exposure=score["exposure"], val_position_std=score["position_std"], wall_s=wall_s,
     )
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with `threads` torch intra-op threads (None: unchanged), restoring the count after."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostConfig, *, seed: int,

@@ -22,12 +22,11 @@ writes, and the other ranks return None.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from plus_ultra_ml.data.windows import Split, build_targets
 from plus_ultra_ml.errors import DataContractError, PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord, code_version, frame_fingerprint, now_utc
 from plus_ultra_ml.models.registry import build_from_config
+from plus_ultra_ml.threads import torch_threads
 from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
 from plus_ultra_ml.training.checkpoint import warm_start, write_checkpoint
 from plus_ultra_ml.training.datamodule import WindowDataModule
@@ -100,8 +100,7 @@ def load_training_data(cfg: ExperimentConfig, db_path: str | Path | None = None)
     from plus_ultra_ml.features.pipeline import compute_features
 
     built = build_panel(db_path or cfg.data.db_path, cfg.data)
-    if built.report.errors:
-        raise DataContractError(f"{built.db_path} breaks the data contract:\n{built.report.summary()}", built.report)
+    built.report.raise_for_errors()
     if built.schema_error:
         raise DataContractError(f"the panel from {built.db_path} breaks the panel schema: {built.schema_error}")
     regimes = label_regimes(built.panel, cfg.regimes)
@@ -154,20 +153,6 @@ def _strategy(hw: TrainConfig) -> Any:
         backend = "gloo" if hw.accelerator == "cpu" else None
         return DDPStrategy(process_group_backend=backend, find_unused_parameters=True)
     return hw.strategy
-
-
-@contextlib.contextmanager
-def cpu_threads(hw: TrainConfig) -> Iterator[None]:
-    """Use `train.cpu_threads` torch threads inside the block (CPU only), then restore the previous count."""
-    if hw.cpu_threads is None or hw.accelerator not in ("cpu", "auto"):
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(hw.cpu_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_key(kind: str, cfg: ExperimentConfig, data: TrainingData, split: Split, parent: str | None) -> str:
@@ -348,7 +333,7 @@ def pretrain(
     Metrics: the pretext loss on the test segment's windows (`test_loss`, fixed seed) and the best
     validation loss. Returns None on DDP ranks other than 0.
     """
-    with cpu_threads(cfg.train):
+    with torch_threads(cfg.train.cpu_threads, cfg.train.accelerator):
         return _pretrain(cfg, data, split, root, run_ids, callbacks, progress, resume)
 
 
@@ -414,7 +399,7 @@ def train_supervised(
     `baseline_*` (momentum, linear, buy-and-hold on the same test windows), `val_*` (best epoch).
     Without a test segment only the validation numbers are recorded. None on DDP ranks other than 0.
     """
-    with cpu_threads(cfg.train):
+    with torch_threads(cfg.train.cpu_threads, cfg.train.accelerator):
         return _train_supervised(cfg, data, split, pretrain_checkpoint, root, run_ids, callbacks, progress, resume)
 
 

@@ -7,7 +7,7 @@ import pytest
 from plus_ultra_assets.io_managers import ParquetIOManager
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.config import FixtureConfig
-from plus_ultra_ml.data.fixture import build_fixture
+from plus_ultra_ml.synthetic.fixture import build_fixture
 
 SMOKE = "configs/smoke.yaml"
 

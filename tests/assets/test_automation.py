@@ -65,9 +65,9 @@ def test_one_run_per_new_data_version_and_none_without_change(small_market, reso
 
 
 def test_retraining_on_new_candles_when_configured(small_market, resources_for):
-    sensor = sensors.new_candles_sensor(AutomationConfig())
+    sensor = sensors.new_candles_sensor(AutomationConfig(retrain_on_new_candles=True))
     with dg.instance_for_test() as instance:
-        resources = resources_for(small_market, "automation.retrain_on_new_candles=true")
+        resources = resources_for(small_market)
         result, _ = _tick(sensor, instance, resources, None)
         assert result.run_requests[0].job_name == "production_line"
 

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from plus_ultra_ml.config import load_config
-from plus_ultra_ml.data.fixture import build_fixture
+from plus_ultra_ml.synthetic.fixture import build_fixture
 from tests.e2e.test_dagster_dev import default_sigint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -301,9 +301,9 @@ def test_oracle_on_the_fixture_scores_the_sharpe_its_truth_table_records(tmp_pat
     """The fixture measured its oracle's net Sharpe through objectives/pnl.py; the backtester, fed the
     loaded panel, must reproduce it, and attribute it over causal regime labels without losing PnL."""
     from plus_ultra_ml.config import FixtureConfig, RegimeConfig
-    from plus_ultra_ml.data.fixture import build_fixture
     from plus_ultra_ml.data.regimes import label_regimes
     from plus_ultra_ml.data.store import load_panel
+    from plus_ultra_ml.synthetic.fixture import build_fixture
 
     truth = build_fixture(tmp_path / "fixture.db", FixtureConfig(rows=1000))
     panel = load_panel(tmp_path / "fixture.db")

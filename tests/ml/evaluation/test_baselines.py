@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from plus_ultra_ml.config import FixtureConfig, WindowsConfig
-from plus_ultra_ml.data.fixture import build_fixture
 from plus_ultra_ml.data.store import load_panel
 from plus_ultra_ml.data.windows import Targets, build_targets, split_by_fraction
 from plus_ultra_ml.evaluation import baselines
+from plus_ultra_ml.synthetic.fixture import build_fixture
 
 
 @pytest.fixture(scope="module")

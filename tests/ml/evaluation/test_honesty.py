@@ -24,12 +24,12 @@ import pytest
 
 import plus_ultra_ml.training.fit as fit_module
 from plus_ultra_ml.config import CostConfig, FixtureConfig, load_config
-from plus_ultra_ml.data.fixture import build_fixture
 from plus_ultra_ml.data.windows import Targets, build_targets
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.fold import run_fold
 from plus_ultra_ml.evaluation.report import FORECAST, TARGET, build_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.synthetic.fixture import build_fixture
 from plus_ultra_ml.training.fit import load_training_data
 from tests.ml.training.test_cli import ROOT
 

@@ -38,8 +38,8 @@ def test_list_prints_a_table():
 
 def test_build_writes_a_feature_table_from_a_database(tmp_path):
     from plus_ultra_ml.config import FixtureConfig
-    from plus_ultra_ml.data.fixture import build_fixture
     from plus_ultra_ml.features.pipeline import read_feature_metadata
+    from plus_ultra_ml.synthetic.fixture import build_fixture
 
     db = tmp_path / "market.db"
     build_fixture(db, FixtureConfig(rows=600, symbols=("AAA", "BBB")))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from plus_ultra_ml.serving.app import bars_panel, create_app, curriculum_schedule, redact
+from plus_ultra_ml.serving.app import create_app
 from plus_ultra_ml.serving.history import read_recent
 from plus_ultra_ml.serving.offline import predict_history
 from plus_ultra_ml.serving.registry import Registry
+from plus_ultra_ml.serving.schemas import bars_panel, curriculum_schedule, redact
 
 from .conftest import SYMBOLS, serving_config
 
@@ -88,7 +89,7 @@ def test_predict_with_supplied_bars_uses_those_bars(client, app, market):
 
 
 def bars_panel_from(payload):
-    from plus_ultra_ml.serving.app import Bar
+    from plus_ultra_ml.serving.schemas import Bar
 
     return bars_panel({s: [Bar(**b) for b in rows] for s, rows in payload.items()})
 
@@ -294,7 +295,7 @@ def test_metrics_exposes_counts_latency_errors_model_age_and_last_signals(client
 
 
 def test_supplied_bars_round_trip_into_the_panel_contract():
-    from plus_ultra_ml.serving.app import Bar
+    from plus_ultra_ml.serving.schemas import Bar
 
     bars = {"AAA": [Bar(timestamp="2024-01-01T00:00:00+01:00", open=1, high=2, low=0.5, close=1.5, volume=3,
                         indicators={"alt_0": 0.1})]}

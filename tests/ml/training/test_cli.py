@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from plus_ultra_ml.cli import app
 from plus_ultra_ml.config import FixtureConfig
-from plus_ultra_ml.data.fixture import build_fixture
+from plus_ultra_ml.synthetic.fixture import build_fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["windows.window=16", "model.backbone={d_model: 8, n_layers: 1, n_heads: 2, d_state: 4, ffn_mult: 1}",

@@ -13,15 +13,15 @@ import typer
 from typer.testing import CliRunner
 
 from plus_ultra_ml.config import CostConfig, FixtureConfig
-from plus_ultra_ml.data import fixture as fixture_module
 from plus_ultra_ml.data.calendar import periods_per_year
-from plus_ultra_ml.data.fixture import (
+from plus_ultra_ml.data.schema import PanelSchema
+from plus_ultra_ml.synthetic import fixture as fixture_module
+from plus_ultra_ml.synthetic.fixture import (
     ORACLE_INDICATOR,
     FixtureExistsError,
     build_fixture,
     read_fixture_truth,
 )
-from plus_ultra_ml.data.schema import PanelSchema
 
 SMALL = FixtureConfig(symbols=("AAA", "BBB"), rows=600, alt_features=3, seed=11)
 

@@ -58,7 +58,10 @@ docs/architecture.md: p[t] earns close[t+1]/close[t] - 1 and pays
 (transaction_bps + slippage_bps) * |p[t] - p[t-1]| + holding_bps * |p[t]| (p[-1] = 0, CostConfig
 defaults). Sharpe = mean / std (ddof 1) of the per-bar portfolio PnL times sqrt(bars_per_year). The
 oracle's IC is a ceiling; the sign rule's Sharpe is a reference, not a bound (a rule that trades less
-can net more after costs).
+can net more after costs). Every number is measured with the shared definitions: IC with
+`evaluation.metrics.pooled_ic`, PnL with `objectives.pnl.position_pnl_numpy` and Sharpe with
+`evaluation.metrics.sharpe_ratio` (`periods_per_year=bars_per_year`); a value with no answer (too few
+bars, no dispersion) is stored as null.
 
 The same seed gives the same bytes; the database is written to a temporary file and renamed.
 """
@@ -83,6 +86,8 @@ from plus_ultra_ml.config import CostConfig, FixtureConfig
 from plus_ultra_ml.data.calendar import periods_per_year
 from plus_ultra_ml.data.schema import TIMESTAMP_FORMAT, create_schema
 from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.evaluation.metrics import pooled_ic, sharpe_ratio
+from plus_ultra_ml.objectives.pnl import next_bar_returns_numpy, position_pnl_numpy
 
 log = logging.getLogger(__name__)
 
@@ -334,51 +339,41 @@ def _simulate(cfg: FixtureConfig) -> _Market:
 # --------------------------------------------------------------------------------------------
 # truth: information coefficients and the oracle strategy
 # --------------------------------------------------------------------------------------------
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x = x - x.mean()
-    y = y - y.mean()
-    return float((x * y).sum() / math.sqrt((x * x).sum() * (y * y).sum()))
+def _ic(signal: np.ndarray, next_returns: np.ndarray, symbols: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+    """Pooled and per-symbol Pearson IC of signal[t] (T, N) vs next_returns[t] (T, N, NaN at T-1)."""
+    s = pd.DataFrame(signal, columns=list(symbols))  # wide: bar x symbol
+    r = pd.DataFrame(next_returns, columns=list(symbols))
+    return pooled_ic(s, r), {symbol: pooled_ic(s[[symbol]], r[[symbol]]) for symbol in symbols}
 
 
-def _ic(signal: np.ndarray, close: np.ndarray, symbols: tuple[str, ...]) -> tuple[float, dict[str, float]]:
-    """Pooled and per-symbol Pearson IC of signal[t] (T, N) vs close[t+1]/close[t]-1."""
-    forward = close[1:] / close[:-1] - 1  # (T-1, N)
-    head = signal[:-1]
-    pooled = _pearson(head.ravel(), forward.ravel())
-    return pooled, {s: _pearson(head[:, j], forward[:, j]) for j, s in enumerate(symbols)}
-
-
-def _strategy_pnl(positions: np.ndarray, close: np.ndarray, costs: CostConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Gross and net per-decision-bar PnL (T-1, N) of positions (T, N), via objectives.pnl.
+def _strategy_pnl(
+    positions: np.ndarray, next_returns: np.ndarray, costs: CostConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gross and net per-decision-bar PnL (T-1, N) of positions (T, N) earning next_returns (T, N).
 
     The last bar is dropped: its position has no next bar to earn on.
     """
-    from plus_ultra_ml.objectives.pnl import next_bar_returns_numpy, position_pnl_numpy
-
     paths = np.ascontiguousarray(positions.T)  # (N, T): time on the last axis
-    next_returns = next_bar_returns_numpy(np.ascontiguousarray(close.T))  # (N, T), NaN at T-1
+    returns = np.ascontiguousarray(next_returns.T)  # (N, T), NaN at T-1
     free = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
-    gross = position_pnl_numpy(paths, next_returns, free)[:, :-1].T
-    net = position_pnl_numpy(paths, next_returns, costs)[:, :-1].T
+    gross = position_pnl_numpy(paths, returns, free)[:, :-1].T
+    net = position_pnl_numpy(paths, returns, costs)[:, :-1].T
     return gross, net
-
-
-def _sharpe(pnl: np.ndarray, bars_per_year: float) -> float:
-    sd = pnl.std(ddof=1)
-    return float(pnl.mean() / sd * math.sqrt(bars_per_year)) if sd > 0 else float("nan")
 
 
 def _measure(market: _Market, cfg: FixtureConfig, costs: CostConfig) -> FixtureTruth:
     symbols = cfg.symbols
-    oracle_ic, oracle_ic_by_symbol = _ic(market.oracle, market.close, symbols)
+    next_returns = next_bar_returns_numpy(market.close.T).T  # (T, N): close[t+1]/close[t]-1, NaN at T-1
+    oracle_ic, oracle_ic_by_symbol = _ic(market.oracle, next_returns, symbols)
     alt_ic, alt_ic_by_symbol = {}, {}
     for k in range(cfg.alt_features):
-        alt_ic[f"alt_{k}"], alt_ic_by_symbol[f"alt_{k}"] = _ic(market.alts[:, :, k], market.close, symbols)
-    gross, net = _strategy_pnl(np.sign(market.oracle), market.close, costs)
-    by_symbol = {
-        s: {"gross": _sharpe(gross[:, j], market.bars_per_year), "net": _sharpe(net[:, j], market.bars_per_year)}
-        for j, s in enumerate(symbols)
-    }
+        alt_ic[f"alt_{k}"], alt_ic_by_symbol[f"alt_{k}"] = _ic(market.alts[:, :, k], next_returns, symbols)
+    gross, net = _strategy_pnl(np.sign(market.oracle), next_returns, costs)
+
+    def sharpe(pnl: np.ndarray) -> float:  # per symbol, one column at a time
+        return sharpe_ratio(pnl, periods_per_year=market.bars_per_year)
+
+    by_symbol = {s: {"gross": sharpe(gross[:, j]), "net": sharpe(net[:, j])} for j, s in enumerate(symbols)}
     return FixtureTruth(
         seed=cfg.seed,
         parameters=market.parameters,
@@ -387,8 +382,8 @@ def _measure(market: _Market, cfg: FixtureConfig, costs: CostConfig) -> FixtureT
         oracle_ic_by_symbol=oracle_ic_by_symbol,
         alt_ic=alt_ic,
         alt_ic_by_symbol=alt_ic_by_symbol,
-        oracle_sharpe_gross=_sharpe(gross.mean(axis=1), market.bars_per_year),
-        oracle_sharpe_net=_sharpe(net.mean(axis=1), market.bars_per_year),
+        oracle_sharpe_gross=sharpe(gross.mean(axis=1)),
+        oracle_sharpe_net=sharpe(net.mean(axis=1)),
         oracle_sharpe_by_symbol=by_symbol,
         costs=costs.model_dump(mode="json"),
     )

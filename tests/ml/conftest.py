@@ -1,7 +1,8 @@
-"""Shared fixtures for the data room: one default synthetic market per session, and a panel reader.
+"""Shared fixtures of the library tests: one default synthetic market per session, and a panel reader.
 
-The reader is written here with sqlite3 + pandas on purpose, independent of data.store, so the
-fixture and regime tests check the generator against the contract, not against another reader.
+Used by the synthetic-market tests (tests/ml/synthetic) and the regime tests (tests/ml/data). The
+reader is written here with sqlite3 + pandas on purpose, independent of data.store, so the fixture
+and regime tests check the generator against the contract, not against another reader.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from plus_ultra_ml.config import FixtureConfig
-from plus_ultra_ml.data.fixture import FixtureTruth, build_fixture
+from plus_ultra_ml.synthetic.fixture import FixtureTruth, build_fixture
 
 
 def read_panel(path: Path, indicators: bool = True) -> pd.DataFrame:

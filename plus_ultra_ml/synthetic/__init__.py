@@ -1,0 +1,8 @@
+"""Synthetic markets: candles generated with a planted signal whose strength the generator knows.
+
+fixture.py builds the default fixture database (regime-switching candles, alternative-data
+factors, evaluation-only truth indicators and the ``fixture_truth`` table). The truth is measured
+with the shared metrics (evaluation/metrics.py) and the shared PnL (objectives/pnl.py), so this room
+sits above evaluation and objectives: it may import evaluation, objectives, data and the core
+modules; only the CLI, the tests and the benchmarks import it.
+"""
