@@ -34,9 +34,11 @@ import numpy as np
 
 from plus_ultra_ml.config import FixtureConfig, load_config
 from plus_ultra_ml.data.fixture import ORACLE_INDICATOR, build_fixture, read_fixture_truth
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
+from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.training.datamodule import WindowDataModule
-from plus_ultra_ml.training.fit import TrainingData, load_training_data, pretrain, train_supervised
+from plus_ultra_ml.training.fit import pretrain, train_supervised
 
 
 def quiet() -> None:
