@@ -13,7 +13,7 @@ prints the held-out numbers, which come from the split's test tail only:
                 every test window's last bar (the oracle's IC definition, fixture.py)
     oracle_all  fixture_truth.oracle_ic: the oracle over the whole history (the issue's reference)
     oracle_test the same oracle on exactly the test windows' bars (the fair ceiling for this sample)
-    linear / momentum   naive baselines on the same windows (training/evaluate.py)
+    linear / momentum   baselines on the same windows (evaluation/baselines.py, scored by evaluation/heldout.py)
     sharpe      annualised net Sharpe of the position head; sign_sharpe: of sign(forecast_1)
 
 Timings are wall-clock on whatever machine runs it; on the shared 2-core development machine other
