@@ -32,6 +32,7 @@ from plus_ultra_ml.rl.policy import ActorCritic, RowEncoder
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class SegmentPositions:
     """Positions at decision bars: rows (M,) of the WindowedData arrays, position (M,) in [-1, 1]."""

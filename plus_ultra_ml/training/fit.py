@@ -17,8 +17,8 @@ Both run the same shape of work, under one Lightning loop each:
 
 `TrainingData` (data/training_data.py) is the input; `experiments.dataset.load_training_data` builds
 one from a database. The walk-forward room (experiments/fold.py) calls these with
-`split=split_by_bounds(times, ends, embargo)` per fold and `root=` its fold directory. Under DDP every rank runs this function; only rank 0 evaluates and
-writes, and the other ranks return None.
+`split=split_by_bounds(times, ends, embargo)` per fold and `root=` its fold directory. Under DDP
+every rank runs this function; only rank 0 evaluates and writes, and the other ranks return None.
 """
 
 from __future__ import annotations
