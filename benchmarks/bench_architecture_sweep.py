@@ -27,7 +27,8 @@ import pandas as pd
 from bench_supervised_ic import fixture_database, quiet
 from plus_ultra_ml.artifacts import atomic_path, home
 from plus_ultra_ml.config import load_config
-from plus_ultra_ml.training.fit import load_training_data, train_supervised
+from plus_ultra_ml.experiments.dataset import load_training_data
+from plus_ultra_ml.training.fit import train_supervised
 
 SIZES = {  # depth key and the other sizes of each architecture (small, CPU-friendly)
     "hybrid_transformer": ("n_layers", {"n_heads": 4, "d_state": 8, "ffn_mult": 2, "dropout": 0.1}),

@@ -43,9 +43,9 @@ from torch import nn
 from bench_supervised_ic import fixture_database, quiet
 from plus_ultra_ml.config import ExperimentConfig, load_config
 from plus_ultra_ml.data.windows import build_targets
+from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.training.datamodule import WindowDataModule
-from plus_ultra_ml.training.fit import load_training_data
 from plus_ultra_ml.training.lit_modules import OptimisedModule, SupervisedModule, horizon_scale, model_symbol_ids
 
 OURS = {

@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 
 from plus_ultra_ml.config import load_config
+from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.rl.fit import finetune_checkpoint
 from plus_ultra_ml.synthetic.fixture import read_fixture_truth
-from plus_ultra_ml.training.fit import load_training_data, train_supervised
+from plus_ultra_ml.training.fit import train_supervised
 
 WHO = ("supervised", "ppo", "buy_and_hold")
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from bench_supervised_ic import fixture_database, quiet
 from plus_ultra_ml.config import load_config
-from plus_ultra_ml.training.fit import load_training_data, pretrain, train_supervised
+from plus_ultra_ml.experiments.dataset import load_training_data
+from plus_ultra_ml.training.fit import pretrain, train_supervised
 
 
 def mean_std(values: list[float]) -> str:

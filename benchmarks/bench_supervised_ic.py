@@ -13,7 +13,7 @@ prints the held-out numbers, which come from the split's test tail only:
                 every test window's last bar (the oracle's IC definition, fixture.py)
     oracle_all  fixture_truth.oracle_ic: the oracle over the whole history (the issue's reference)
     oracle_test the same oracle on exactly the test windows' bars (the fair ceiling for this sample)
-    linear / momentum   naive baselines on the same windows (training/evaluate.py)
+    linear / momentum   baselines on the same windows (evaluation/baselines.py, scored by evaluation/heldout.py)
     sharpe      annualised net Sharpe of the position head; sign_sharpe: of sign(forecast_1)
 
 Timings are wall-clock on whatever machine runs it; on the shared 2-core development machine other
@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from plus_ultra_ml.config import FixtureConfig, load_config
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
+from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.synthetic.fixture import ORACLE_INDICATOR, build_fixture, read_fixture_truth
 from plus_ultra_ml.training.datamodule import WindowDataModule
-from plus_ultra_ml.training.fit import TrainingData, load_training_data, pretrain, train_supervised
+from plus_ultra_ml.training.fit import pretrain, train_supervised
 
 
 def quiet() -> None:

@@ -5,7 +5,7 @@ Usage:
         [--seeds N] [--folds N] [--dev] [--no-ppo] [--out DIR] [dotted overrides ...]
     python benchmarks/bench_walkforward.py sp500 [--config configs/smoke.yaml] [--seeds N] [--no-ppo] [--out DIR]
 
-Both run the library's evaluation line without Dagster (`evaluation.fold.run_walkforward`: for every
+Both run the library's evaluation line without Dagster (`experiments.fold.run_walkforward`: for every
 fold of `plan_folds`, the supervised model and PPO are refitted on the fold's own training segment,
 selected on its validation segment, and scored on its test window; baselines are fitted on the
 same segments), then `evaluation.report.build_report` on the concatenated out-of-sample path.
@@ -59,11 +59,13 @@ import pandas as pd
 from bench_supervised_ic import fixture_database
 from bench_supervised_ic import quiet as quiet_training
 from plus_ultra_ml.config import ExperimentConfig, load_config
-from plus_ultra_ml.evaluation.fold import FoldResult, run_walkforward
-from plus_ultra_ml.evaluation.report import FORECAST, POSITION, build_report, write_report
+from plus_ultra_ml.data.training_data import TrainingData
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION
+from plus_ultra_ml.evaluation.report import build_report, write_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.experiments.dataset import load_training_data
+from plus_ultra_ml.experiments.fold import FoldResult, run_walkforward
 from plus_ultra_ml.synthetic.fixture import ORACLE_INDICATOR, read_fixture_truth
-from plus_ultra_ml.training.fit import TrainingData, load_training_data
 
 SP500_SYMBOL = "SPX"
 SP500_OVERRIDES = [

@@ -34,8 +34,8 @@ FOLD_ASSET = dg.AssetKey("walkforward_fold")
 def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
                      market_database: MarketDatabase, artifacts: ArtifactsResource, market_panel: pd.DataFrame,
                      feature_table: pd.DataFrame, regime_labels: pd.DataFrame):
-    from plus_ultra_ml.evaluation.fold import run_fold
     from plus_ultra_ml.evaluation.walkforward import find_fold, plan_folds
+    from plus_ultra_ml.experiments.fold import run_fold
     from plus_ultra_ml.training.fit import RunIds
 
     cfg = experiment.load()
@@ -90,6 +90,6 @@ def walkforward_report(context: dg.AssetExecutionContext, experiment: Experiment
 
 
 def report_strategies(predictions: pd.DataFrame) -> list[str]:
-    from plus_ultra_ml.evaluation.report import strategies_of
+    from plus_ultra_ml.evaluation.predictions import strategies_of
 
     return strategies_of(predictions)

@@ -34,8 +34,8 @@ def _json(metrics: dict[str, float]) -> dg.MetadataValue:
 
 
 def _training_data(feature_table: pd.DataFrame, market_panel: pd.DataFrame, market_database: MarketDatabase):
+    from plus_ultra_ml.data.training_data import TrainingData
     from plus_ultra_ml.lineage import database_fingerprint, frame_fingerprint
-    from plus_ultra_ml.training.fit import TrainingData
 
     fingerprint = (feature_table.attrs.get("plus_ultra.features") or {}).get("fingerprint") \
         or frame_fingerprint(feature_table)

@@ -65,9 +65,10 @@ def _history_markdown(history: list[dict]) -> str:
 )
 def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource, market_panel: pd.DataFrame,
                feature_table: pd.DataFrame) -> dg.MaterializeResult:
+    from plus_ultra_ml.data.training_data import TrainingData
     from plus_ultra_ml.lineage import frame_fingerprint
     from plus_ultra_ml.rl.fit import finetune_checkpoint
-    from plus_ultra_ml.training.fit import RunIds, TrainingData
+    from plus_ultra_ml.training.fit import RunIds
 
     cfg = experiment.load()
     parent = supervised_checkpoint_path(context.instance)

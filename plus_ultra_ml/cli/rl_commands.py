@@ -40,8 +40,8 @@ def finetune(
     from rich.table import Table
 
     from plus_ultra_ml.config import load_config
+    from plus_ultra_ml.experiments.dataset import load_training_data
     from plus_ultra_ml.rl.fit import finetune_checkpoint
-    from plus_ultra_ml.training.fit import load_training_data
 
     cfg = load_config(config, overrides or ())
     started = time.perf_counter()

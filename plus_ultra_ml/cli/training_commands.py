@@ -27,6 +27,7 @@ def _fit(kind: str, config: Path, overrides: list[str] | None, db: Path | None, 
     import warnings
 
     from plus_ultra_ml.config import load_config
+    from plus_ultra_ml.experiments.dataset import load_training_data
     from plus_ultra_ml.training import fit
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the progress bar and table say it
@@ -35,7 +36,7 @@ def _fit(kind: str, config: Path, overrides: list[str] | None, db: Path | None, 
     started = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(f"loading panel and features from {db or cfg.data.db_path}", total=None)
-        data = fit.load_training_data(cfg, db)
+        data = load_training_data(cfg, db)
         bar.update(task, total=1, completed=1, description=f"{len(data.features):,} rows x {data.features.shape[1]} features")
         steps = bar.add_task(f"{kind}", total=None)
 

@@ -1,6 +1,6 @@
 """`plus-ultra walkforward`: the walk-forward evaluation without Dagster.
 
-The same folds (`evaluation.walkforward.plan_folds`), the same per-fold refit (`evaluation.fold.run_fold`)
+The same folds (`evaluation.walkforward.plan_folds`), the same per-fold refit (`experiments.fold.run_fold`)
 and the same report (`evaluation.report`) as the `walkforward_fold` partitions and the
 `walkforward_report` asset; only the orchestration differs (one process, folds in order).
 """
@@ -37,10 +37,11 @@ def walkforward(
 
     from plus_ultra_ml.artifacts import atomic_path, home
     from plus_ultra_ml.config import load_config
-    from plus_ultra_ml.evaluation.fold import run_walkforward
-    from plus_ultra_ml.evaluation.report import build_report, strategies_of, write_report
+    from plus_ultra_ml.evaluation.predictions import strategies_of
+    from plus_ultra_ml.evaluation.report import build_report, write_report
     from plus_ultra_ml.evaluation.walkforward import find_fold, fold_table, plan_folds
-    from plus_ultra_ml.training.fit import load_training_data
+    from plus_ultra_ml.experiments.dataset import load_training_data
+    from plus_ultra_ml.experiments.fold import run_walkforward
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*treespec.*")  # lightning's own deprecation, not ours

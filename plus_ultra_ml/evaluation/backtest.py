@@ -22,6 +22,12 @@ sleeves' returns, rebalanced every bar; rebalancing between sleeves is not charg
                 known at t's close; nothing after t). Until w returns exist the sleeve is flat.
 The trade list and the per-regime attribution are vectorised (numpy, pandas groupby); the hot
 loop is one numba pass over the cells.
+
+This module is the one road from positions to PnL. `run_backtest` fills positions against close
+prices; frames that already carry each bar's next return (held-out windows, the predictions frame)
+go through `portfolio_pnl` (the equal-weight held-out score of models, baselines and policies) and
+`path_returns` (the report's per-(fold, seed, symbol) paths). All three account each cell with
+`objectives.pnl`, so their numbers agree wherever their inputs do.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.data import calendar
 from plus_ultra_ml.errors import DataContractError
 from plus_ultra_ml.evaluation import metrics
-from plus_ultra_ml.objectives.pnl import bar_pnl, hold_rate, trade_rate
+from plus_ultra_ml.objectives.pnl import bar_pnl, hold_rate, position_pnl_numpy, trade_rate
 
 UNLABELLED = "unlabelled"
 
@@ -329,6 +335,39 @@ def run_backtest(
         costs_config=costs,
         config=config,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# frames that carry next-bar returns instead of prices (held-out windows, predictions frames)
+# --------------------------------------------------------------------------------------------
+def path_returns(positions: np.ndarray, next_returns: np.ndarray, costs: CostConfig) -> np.ndarray:
+    """Net PnL (T,) of one symbol's path of decision bars, entering flat, from its next-bar returns.
+
+    positions (T,): NaN is flat. next_returns (T,): r[t+1]; a bar whose return is unknown (NaN, the
+    data's last bar) earns NaN and is skipped by the path (the next known bar trades from the last
+    position held). The per-(fold, seed, symbol) accounting of the walk-forward report.
+    """
+    r = np.asarray(next_returns, dtype=np.float64)
+    p = np.asarray(positions, dtype=np.float64)
+    known = np.isfinite(r)  # the last bar of the data has no next return: nothing to earn
+    net = np.full(len(r), np.nan)
+    if known.any():
+        net[known] = position_pnl_numpy(np.nan_to_num(p[known]), r[known], costs)
+    return net
+
+
+def portfolio_pnl(positions: pd.Series, next_return: pd.Series, costs: CostConfig) -> pd.Series:
+    """Equal-weight portfolio net PnL per decision bar (timestamps) of long-form positions held bar to bar.
+
+    positions, next_return: Series on the panel's (symbol, timestamp) index (next_return = r[t+1] at
+    bar t). Every symbol is one sleeve over the union of the bars; a bar without a position (no
+    window there) is flat and its missing return earns nothing. The held-out score of a model, a
+    baseline or a policy on the windows of one segment.
+    """
+    p = positions.unstack("symbol").sort_index().fillna(0.0)  # (T, N)
+    r = next_return.unstack("symbol").sort_index().reindex_like(p).fillna(0.0)  # r[t+1] at decision bar t
+    net = position_pnl_numpy(p.to_numpy().T, r.to_numpy().T, costs)  # (N, T): time on the last axis
+    return pd.Series(net.mean(axis=0), index=p.index, name="net_pnl")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Baselines a model must beat, fitted on exactly the segments the model is fitted on.
 
 * buy_and_hold: long every symbol.
-* momentum: sign of the trailing `lookback`-bar return (time-series momentum).
-* mean_reversion: minus the sign of the trailing `lookback`-bar return.
+* momentum: sign of the trailing `lookback`-bar return (time-series momentum); its forecast is
+  that trailing log return itself.
+* mean_reversion: minus the sign of the trailing `lookback`-bar return; forecast minus that return.
 * ridge: ridge regression (scikit-learn) of the volatility-scaled next-bar log return on the
   same features the model sees, fitted on training rows only.
 * lightgbm: gradient-boosted trees on the same features and target (the reference Qlib's
@@ -12,6 +13,10 @@ A training row is a bar in the training segment whose next-bar target bar is in 
 purge). Forecast baselines turn a forecast into a position with a scale fitted on training
 predictions: ``clip(forecast / (2 * std(train forecasts)), -1, 1)``. Every baseline returns its
 positions (and forecast, if any) on the requested segment's bars, on the panel's index.
+
+This is the one set of baselines: the walk-forward folds (experiments/fold.py) score their
+positions in the report, and the held-out metrics of every supervised fit
+(evaluation/heldout.py `baseline_metrics`) score them on the model's own test windows.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ POSITION_SCALE_STDS = 2.0
 class BaselineResult:
     name: str
     position: pd.Series  # in [-1, 1], panel index restricted to the segment's bars
-    forecast: pd.Series | None  # next-bar forecast (vol-scaled log return), same index
+    forecast: pd.Series | None  # the signal behind the position (ridge / lightgbm: vol-scaled next-bar log
+    # return; momentum / mean_reversion: +/- the trailing log return, NaN while unknown), same index
 
 
 def segment_mask(index: pd.MultiIndex, split: Split, segment: str, horizon: int = 1) -> np.ndarray:
@@ -61,14 +67,16 @@ def buy_and_hold(close: pd.Series, split: Split, segment: str = "test") -> Basel
 
 def momentum(close: pd.Series, split: Split, segment: str = "test", lookback: int = 20) -> BaselineResult:
     rows = _bars_of(close.index, split, segment)
-    signal = np.sign(_trailing_return(close, lookback)).fillna(0.0)  # unknown past: flat
-    return BaselineResult("momentum", signal[rows], None)
+    trailing = _trailing_return(close, lookback)
+    signal = np.sign(trailing).fillna(0.0)  # unknown past: flat
+    return BaselineResult("momentum", signal[rows], trailing[rows])
 
 
 def mean_reversion(close: pd.Series, split: Split, segment: str = "test", lookback: int = 5) -> BaselineResult:
     rows = _bars_of(close.index, split, segment)
-    signal = -np.sign(_trailing_return(close, lookback)).fillna(0.0)
-    return BaselineResult("mean_reversion", signal[rows], None)
+    trailing = _trailing_return(close, lookback)
+    signal = -np.sign(trailing).fillna(0.0)
+    return BaselineResult("mean_reversion", signal[rows], -trailing[rows])
 
 
 def _design(features: pd.DataFrame, targets: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,20 +1,14 @@
 """Reports over out-of-sample predictions: metric tables, figures, HTML / Markdown / parquet.
 
-Input is a predictions frame on the panel's (symbol, timestamp) index (what `plus-ultra predict`
-and every walk-forward fold write):
+Input is a predictions frame (evaluation/predictions.py: one row per (symbol, bar) with
+next_return, position__<strategy> and optional fold, seed, forecast__h<k>, target__h<k>,
+regime__<name>), what `plus-ultra predict` and every walk-forward fold write.
 
-    fold, seed             optional: which fold / model seed made the row (default "all" / 0)
-    next_return            close[t+1] / close[t] - 1, what a position held from bar t earns
-    position__<strategy>   positions in [-1, 1] of each strategy (model, ppo, buy_and_hold, ...)
-    forecast__h<k>         optional forecasts of the k-bar forward log return
-    target__h<k>           optional realised k-bar forward log returns (for IC)
-    regime__<name>         optional regime labels at bar t (for attribution)
-
-Returns come from `objectives.pnl.position_pnl_numpy` (the function the backtester and the RL env
-use), per (fold, seed, symbol) path, entering each fold flat. The portfolio return of a strategy
-at a bar is the mean over symbols; with several seeds, the mean over seeds (an equal split of
-capital between the seed models). Folds tile the test period, so concatenating them gives one
-out-of-sample path per strategy.
+Returns come from `evaluation.backtest.path_returns` (on `objectives.pnl`, the arithmetic the
+backtester and the RL env use), per (fold, seed, symbol) path, entering each fold flat. The portfolio
+return of a strategy at a bar is the mean over symbols; with several seeds, the mean over seeds (an
+equal split of capital between the seed models). Folds tile the test period, so concatenating them
+gives one out-of-sample path per strategy.
 """
 
 from __future__ import annotations
@@ -34,54 +28,30 @@ from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_year
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
-from plus_ultra_ml.objectives.pnl import position_pnl_numpy
+from plus_ultra_ml.evaluation.backtest import path_returns
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET, strategies_of, with_defaults
 
-POSITION = "position__"
-FORECAST = "forecast__"
-TARGET = "target__"
-REGIME = "regime__"
 HEADLINE = ["sharpe", "sharpe_low", "sharpe_high", "total_return", "cagr", "annual_volatility", "max_drawdown",
             "sortino", "calmar", "hit_rate", "turnover", "exposure"]
 
 
-def strategies_of(predictions: pd.DataFrame) -> list[str]:
-    return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
-
-
-def _with_defaults(predictions: pd.DataFrame) -> pd.DataFrame:
-    if not strategies_of(predictions):
-        raise PlusUltraError(f"predictions have no '{POSITION}<strategy>' column; columns: {list(predictions.columns)}")
-    if "next_return" not in predictions:
-        raise PlusUltraError("predictions need a next_return column (close[t+1] / close[t] - 1)")
-    frame = predictions.copy()
-    if "fold" not in frame:
-        frame["fold"] = "all"
-    if "seed" not in frame:
-        frame["seed"] = 0
-    return frame.sort_index()
-
-
 def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
     """Net return per (fold, seed, symbol, timestamp) row and strategy (columns), decision-bar indexed."""
-    frame = _with_defaults(predictions)
+    frame = with_defaults(predictions)
     out = pd.DataFrame(index=frame.index, columns=strategies_of(frame), dtype=np.float64)
     symbols = frame.index.get_level_values("symbol")
     for (fold, seed, symbol), rows in frame.groupby([frame["fold"], frame["seed"], symbols], observed=True,
                                                     sort=False).indices.items():
         r = frame["next_return"].to_numpy(np.float64)[rows]
-        known = np.isfinite(r)  # the last bar of the data has no next return: nothing to earn
         for name in out.columns:
             p = frame[POSITION + name].to_numpy(np.float64)[rows]
-            net = np.full(len(rows), np.nan)
-            if known.any():
-                net[known] = position_pnl_numpy(np.nan_to_num(p[known]), r[known], costs)
-            out.iloc[rows, out.columns.get_loc(name)] = net
+            out.iloc[rows, out.columns.get_loc(name)] = path_returns(p, r, costs)
     return out
 
 
 def portfolio_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
     """(timestamp x strategy) portfolio net returns: mean over symbols, then over seeds."""
-    frame = _with_defaults(predictions)
+    frame = with_defaults(predictions)
     per_row = symbol_returns(frame, costs).reset_index(drop=True)
     keys = [frame.index.get_level_values("timestamp"), frame["seed"].to_numpy()]
     by_seed = per_row.groupby(keys).mean()
@@ -126,7 +96,7 @@ def _summary(returns: pd.Series, positions: pd.DataFrame | None, ppy: float, ben
 def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
                  periods_per_year: float | None = None, benchmark: pd.Series | None = None,
                  n_trials: int | None = None, seed: int = 0) -> Report:
-    frame = _with_defaults(predictions)
+    frame = with_defaults(predictions)
     times = frame.index.get_level_values("timestamp")
     ppy = periods_per_year or infer_periods_per_year(times)
     strategies = strategies_of(frame)

@@ -73,7 +73,7 @@ def plan_folds(times, cfg: WalkForwardConfig, windows: WindowsConfig) -> list[Fo
     val = _bars(cfg.val_bars, spacing, "val_bars")
     train = _bars(cfg.train_bars, spacing, "train_bars")
     step = _bars(cfg.step_bars, spacing, "step_bars") or test
-    embargo = max(cfg.embargo or 0, windows.window + windows.horizon)
+    embargo = windows.model_copy(update={"embargo": cfg.embargo}).effective_embargo  # the one rule (config.py)
     min_train = train if train is not None else _bars(cfg.min_train_bars, spacing, "min_train_bars")
     min_train = max(min_train or 0, windows.window + windows.horizon + 1)
     first_test = min_train + embargo + val + embargo

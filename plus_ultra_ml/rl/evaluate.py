@@ -4,9 +4,9 @@
 stepped together) with the mean action tanh(mean): the policy sees its own previous position and
 recent PnL exactly as in training. `head_positions` is the supervised position head on the same
 bars (stateless), `constant_positions` buy-and-hold. `score_positions` turns any of them into the
-equal-weight portfolio's per-bar net PnL through objectives.pnl (next-bar fills, trading and
-holding costs; a bar without a position is flat) and its annualised net Sharpe: the same
-arithmetic as training/evaluate.py's held-out Sharpe and the backtester.
+equal-weight portfolio's per-bar net PnL through `evaluation.backtest.portfolio_pnl` (objectives.pnl:
+next-bar fills, trading and holding costs; a bar without a position is flat) and its annualised net
+Sharpe: the same road as the supervised model's held-out Sharpe (evaluation/heldout.py).
 
 The collapse guard: a policy whose positions do not move (std below a tolerance) is reported,
 with the constant it collapsed to.
@@ -23,16 +23,14 @@ import pandas as pd
 import torch
 
 from plus_ultra_ml.config import CostConfig
-from plus_ultra_ml.data import calendar
 from plus_ultra_ml.data.windows import WindowedData
 from plus_ultra_ml.evaluation import metrics as M
-from plus_ultra_ml.objectives.pnl import position_pnl_numpy
+from plus_ultra_ml.evaluation.backtest import portfolio_pnl as backtest_portfolio_pnl
+from plus_ultra_ml.evaluation.heldout import FREE, segment_periods_per_year
 from plus_ultra_ml.rl.env import EnvConfig, TradingEnv, segment_paths
 from plus_ultra_ml.rl.policy import ActorCritic, RowEncoder
 
 logger = logging.getLogger(__name__)
-
-FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
 
 
 @dataclass(frozen=True)
@@ -57,11 +55,6 @@ class CollapseReport:
     mean: float
     saturated_share: float  # |position| > 0.99
     message: str
-
-
-def periods_per_year(data: WindowedData) -> float:
-    """Bars per year of the whole grid (not of one short segment), as training/evaluate.py does."""
-    return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True))
 
 
 @torch.no_grad()
@@ -101,18 +94,15 @@ def constant_positions(data: WindowedData, segment: str, value: float = 1.0) -> 
 
 
 def portfolio_pnl(positions: SegmentPositions, data: WindowedData, costs: CostConfig) -> pd.Series:
-    """Equal-weight portfolio net PnL per decision bar (timestamps), missing positions flat."""
-    p = positions.to_series(data).unstack("symbol").sort_index().fillna(0.0)  # (T, N)
-    returns = SegmentPositions(positions.rows, data.next_return[positions.rows]).to_series(data)
-    r = returns.unstack("symbol").reindex_like(p).fillna(0.0)  # r[t+1] at decision bar t
-    net = position_pnl_numpy(p.to_numpy().T, r.to_numpy().T, costs)  # (N, T): time on the last axis
-    return pd.Series(net.mean(axis=0), index=p.index, name="net_pnl")
+    """Equal-weight portfolio net PnL per decision bar (timestamps), missing positions flat (the backtester's)."""
+    returns = SegmentPositions(positions.rows, data.next_return[positions.rows]).to_series(data)  # r[t+1] at t
+    return backtest_portfolio_pnl(positions.to_series(data), returns, costs)
 
 
 def score_positions(positions: SegmentPositions, data: WindowedData, costs: CostConfig,
                     ppy: float | None = None) -> dict[str, float]:
     """sharpe_net / sharpe_gross (annualised), mean_net_bps per bar, turnover, exposure, position_std, bars."""
-    ppy = ppy or periods_per_year(data)
+    ppy = ppy or segment_periods_per_year(data)
     net = portfolio_pnl(positions, data, costs)
     gross = portfolio_pnl(positions, data, FREE)
     wide = positions.to_series(data).unstack("symbol").sort_index().fillna(0.0)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from plus_ultra_ml.artifacts import file_fingerprint, home
 from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import Split, WindowedData, build_targets, build_windows
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
@@ -36,7 +37,7 @@ from plus_ultra_ml.rl.checkpoint import POLICY_KIND, save_policy
 from plus_ultra_ml.rl.env import EnvConfig
 from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scores
 from plus_ultra_ml.training.checkpoint import TrainedModel, load_checkpoint
-from plus_ultra_ml.training.fit import RunIds, TrainingData
+from plus_ultra_ml.training.fit import RunIds
 
 logger = logging.getLogger(__name__)
 

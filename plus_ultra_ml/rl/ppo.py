@@ -37,6 +37,7 @@ from torch import nn
 from plus_ultra_ml.config import CostConfig, RLConfig
 from plus_ultra_ml.data.windows import WindowedData
 from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.evaluation.heldout import segment_periods_per_year as periods_per_year
 from plus_ultra_ml.models.heads import gaussian_entropy, squashed_gaussian_log_prob
 from plus_ultra_ml.models.network import PlusUltraNet
 from plus_ultra_ml.rl.env import EnvConfig, TradingEnv
@@ -46,7 +47,6 @@ from plus_ultra_ml.rl.evaluate import (
     collapse_report,
     constant_positions,
     head_positions,
-    periods_per_year,
     policy_positions,
     score_positions,
 )

@@ -4,14 +4,15 @@ The reference the service is tested against, computed the way training saw the d
 and features over each symbol's whole history (serving/featurise.py `full_history_features`), the
 checkpoint's scaler, one window of the model's length ending at every bar whose window is complete,
 and the forecast scale from data/windows.py. Unlike the training room's held-out evaluation
-(training/evaluate.py), a bar needs no known future to be predicted, so the newest bars get
-predictions too (their targets and next return are NaN).
+(training/evaluate.py, scored by evaluation/heldout.py), a bar needs no known future to be
+predicted, so the newest bars get predictions too (their targets and next return are NaN).
 
-The output is the report format of evaluation/report.py: one row per (symbol, bar) with
-``next_return``, ``position__model``, ``position__buy_and_hold``, ``forecast__h<k>`` (return units),
-``target__h<k>`` and ``regime__<name>``, plus ``volatility``. Bars at or before the checkpoint's data
-cutoff were seen by training (fit, early stopping, scaler): `after_cutoff` keeps only the bars after
-it, and metrics must be computed on those alone.
+The output is the predictions frame of evaluation/predictions.py (what evaluation/report.py
+reads): one row per (symbol, bar) with ``next_return``, ``position__model``,
+``position__buy_and_hold``, ``forecast__h<k>`` (return units), ``target__h<k>`` and
+``regime__<name>``, plus ``volatility``. Bars at or before the checkpoint's data cutoff were seen by
+training (fit, early stopping, scaler): `after_cutoff` keeps only the bars after it, and metrics
+must be computed on those alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from plus_ultra_ml.data.regimes import label_regimes
 from plus_ultra_ml.data.windows import build_targets
-from plus_ultra_ml.evaluation.report import FORECAST, POSITION, REGIME, TARGET
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET
 from plus_ultra_ml.serving.featurise import FeatureRecipe, compute_model_features
 from plus_ultra_ml.serving.predictor import return_units, run_network
 from plus_ultra_ml.training.checkpoint import TrainedModel

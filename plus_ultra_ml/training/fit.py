@@ -11,13 +11,14 @@ Both run the same shape of work, under one Lightning loop each:
    directory keyed by everything that determines the result (config hash, data fingerprints,
    split, parent) holds `lightning/last.ckpt`, so calling again after a crash resumes there;
 4. reload the best weights and score them on the split's test segment only (never on training or
-   validation rows): held-out loss, IC by horizon, the position head's net Sharpe, and naive
-   baselines on the same windows;
+   validation rows) with evaluation/heldout.py: held-out loss, IC by horizon, the position head's
+   net Sharpe, and the baselines of evaluation/baselines.py on the same windows;
 5. write `model.pt` (training/checkpoint.py) with its lineage embedded, and `model.lineage.json`.
 
-The walk-forward room calls these with `split=split_by_bounds(times, ends, embargo)` per fold and
-`root=` its fold directory. Under DDP every rank runs this function; only rank 0 evaluates and
-writes, and the other ranks return None.
+`TrainingData` (data/training_data.py) is the input; `experiments.dataset.load_training_data` builds
+one from a database. The walk-forward room (experiments/fold.py) calls these with
+`split=split_by_bounds(times, ends, embargo)` per fold and `root=` its fold directory. Under DDP
+every rank runs this function; only rank 0 evaluates and writes, and the other ranks return None.
 """
 
 from __future__ import annotations
@@ -32,27 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from plus_ultra_ml.artifacts import file_fingerprint, home
 from plus_ultra_ml.config import ExperimentConfig, LoopConfig, TrainConfig
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import Split, build_targets
-from plus_ultra_ml.errors import DataContractError, PlusUltraError
-from plus_ultra_ml.lineage import LineageRecord, code_version, frame_fingerprint, now_utc
+from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.evaluation.heldout import baseline_metrics, heldout_metrics, segment_periods_per_year
+from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.threads import torch_threads
 from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
 from plus_ultra_ml.training.checkpoint import warm_start, write_checkpoint
 from plus_ultra_ml.training.datamodule import WindowDataModule
-from plus_ultra_ml.training.evaluate import (
-    baseline_metrics,
-    heldout_metrics,
-    predict_segment,
-    segment_periods_per_year,
-)
+from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.lit_modules import PretrainModule, SupervisedModule
 from plus_ultra_ml.training.tracking import make_tracking
 
@@ -66,49 +63,6 @@ WANDB_ID_FILE = "wandb_run_id"
 # --------------------------------------------------------------------------------------------
 # inputs and outputs
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainingData:
-    """What a fit reads: the feature frame, the panel it came from (for targets), and provenance."""
-
-    features: pd.DataFrame  # (N, F) on the panel's (symbol, timestamp) index
-    panel: pd.DataFrame  # the validated panel (close is read for targets)
-    feature_fingerprint: str  # FeatureResult.fingerprint: which feature definitions
-    db_path: str | None = None
-    db_fingerprint: str | None = None
-    panel_fingerprint: str | None = None  # frame_fingerprint(panel); computed when None
-    regimes: pd.DataFrame | None = None  # the causal regime labels the features were computed with, if kept
-
-    def __post_init__(self) -> None:
-        if not self.features.index.equals(self.panel.index):
-            raise DataContractError(
-                "features and panel must share the (symbol, timestamp) index; compute the features from this panel"
-            )
-        if self.panel_fingerprint is None:
-            object.__setattr__(self, "panel_fingerprint", frame_fingerprint(self.panel))
-
-    def panel_record(self) -> dict[str, Any]:
-        times = self.panel.index.get_level_values("timestamp")
-        return {"start": times.min().isoformat(), "end": times.max().isoformat(), "rows": int(len(self.panel)),
-                "symbols": sorted(map(str, self.panel.index.get_level_values("symbol").unique())),
-                "fingerprint": self.panel_fingerprint}
-
-
-def load_training_data(cfg: ExperimentConfig, db_path: str | Path | None = None) -> TrainingData:
-    """Database -> validated panel -> causal regimes -> features (what the Dagster assets do, for the CLI)."""
-    from plus_ultra_ml.data.panel import build_panel
-    from plus_ultra_ml.data.regimes import label_regimes
-    from plus_ultra_ml.features.pipeline import compute_features
-
-    built = build_panel(db_path or cfg.data.db_path, cfg.data)
-    built.report.raise_for_errors()
-    if built.schema_error:
-        raise DataContractError(f"the panel from {built.db_path} breaks the panel schema: {built.schema_error}")
-    regimes = label_regimes(built.panel, cfg.regimes)
-    result = compute_features(built.panel, cfg.features, regimes)
-    return TrainingData(result.frame, built.panel, result.fingerprint, str(built.db_path), built.db_fingerprint,
-                        built.panel_fingerprint, regimes)
-
-
 @dataclass(frozen=True)
 class RunIds:
     """Ids of the orchestration run that asked for this fit (all optional)."""
@@ -396,7 +350,8 @@ def train_supervised(
 
     Metrics (flat): `test_*` on the split's test segment only (loss and parts, ic_h*, rank_ic_h*,
     pooled_ic_h*, ic_next_bar, sharpe_net, sharpe_gross, turnover, exposure, windows),
-    `baseline_*` (momentum, linear, buy-and-hold on the same test windows), `val_*` (best epoch).
+    `baseline_*` (evaluation/baselines.py momentum, ridge as `linear`, buy-and-hold on the same test
+    windows), `val_*` (best epoch).
     Without a test segment only the validation numbers are recorded. None on DDP ranks other than 0.
     """
     with torch_threads(cfg.train.cpu_threads, cfg.train.accelerator):
@@ -437,9 +392,11 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
     validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy)
     metrics.update({f"val_{k}": v for k, v in validation.items()})
     if "test" in dm.data.ends and len(dm.data.ends["test"]):
-        heldout = heldout_metrics(predict_segment(module, dm.data, "test", dm.eval_batch_size), cfg.costs, ppy)
-        metrics.update({f"test_{k}": v for k, v in heldout.items()})
-        metrics.update({f"baseline_{k}": v for k, v in baseline_metrics(dm.data, "test", cfg.costs).items()})
+        test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
+        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy).items()})
+        baselines = baseline_metrics(test.frame, data.panel, data.features, dm.targets, dm.split, "test", cfg.costs,
+                                     ppy, seed=cfg.seed)
+        metrics.update({f"baseline_{k}": v for k, v in baselines.items()})
     params = sum(p.numel() for p in module.net.parameters())
     lineage = _lineage("supervised", cfg, data, run, parent or None, run_ids, metrics, params)
     path = write_checkpoint(run_dir / ARTIFACT, kind="supervised", net=module.net, feature_names=dm.feature_names,

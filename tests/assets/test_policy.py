@@ -18,7 +18,8 @@ OVERRIDES = ("windows.window=16", "train.epochs=1", "train.limit_train_batches=3
 def supervised_stub(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
                     market_panel: pd.DataFrame, feature_table: pd.DataFrame) -> dg.MaterializeResult:
     """The supervised stage as the training room's asset publishes it: model.pt under `path` metadata."""
-    from plus_ultra_ml.training.fit import TrainingData, train_supervised
+    from plus_ultra_ml.data.training_data import TrainingData
+    from plus_ultra_ml.training.fit import train_supervised
 
     cfg = experiment.load()
     result = train_supervised(cfg, TrainingData(feature_table, market_panel, "test"), resume=False)

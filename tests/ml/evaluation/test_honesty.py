@@ -1,7 +1,7 @@
 """Null models score about zero out of sample; a trained model on the same fold does not.
 
 The seed project's untrained model reported a Sharpe of 1.3 because its "returns" were prices. Here
-three recipes go through the real walk-forward line (`evaluation.fold.run_fold`: training on the
+three recipes go through the real walk-forward line (`experiments.fold.run_fold`: training on the
 fold's own segments, predictions on its test window, the report's metrics), one fold, six seeds:
 
 * untrained: learning rate 1e-12, so the weights stay at their random initialisation;
@@ -26,11 +26,12 @@ import plus_ultra_ml.training.fit as fit_module
 from plus_ultra_ml.config import CostConfig, FixtureConfig, load_config
 from plus_ultra_ml.data.windows import Targets, build_targets
 from plus_ultra_ml.evaluation import metrics
-from plus_ultra_ml.evaluation.fold import run_fold
-from plus_ultra_ml.evaluation.report import FORECAST, TARGET, build_report
+from plus_ultra_ml.evaluation.predictions import FORECAST, TARGET
+from plus_ultra_ml.evaluation.report import build_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.experiments.dataset import load_training_data
+from plus_ultra_ml.experiments.fold import run_fold
 from plus_ultra_ml.synthetic.fixture import build_fixture
-from plus_ultra_ml.training.fit import load_training_data
 from tests.ml.training.test_cli import ROOT
 
 SEEDS = 6

@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from plus_ultra_ml.cli import app
 from plus_ultra_ml.config import FixtureConfig, load_config
-from plus_ultra_ml.evaluation.report import POSITION
+from plus_ultra_ml.evaluation.predictions import POSITION
 from plus_ultra_ml.evaluation.walkforward import plan_folds
+from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.synthetic.fixture import build_fixture
-from plus_ultra_ml.training.fit import load_training_data
 from tests.ml.training.test_cli import ROOT, TINY
 
 CONFIG = str(ROOT / "configs" / "smoke.yaml")

@@ -9,11 +9,11 @@ import torch
 
 from plus_ultra_ml.artifacts import file_fingerprint
 from plus_ultra_ml.config import config_from_dict
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.lineage import lineage_chain, read_lineage
 from plus_ultra_ml.rl.checkpoint import PolicyCheckpointError, load_policy
 from plus_ultra_ml.rl.fit import finetune_checkpoint, policy_windows
 from plus_ultra_ml.training.checkpoint import CheckpointError, load_checkpoint
-from plus_ultra_ml.training.fit import TrainingData
 
 from .conftest import COSTS, planted_frames, write_supervised
 

@@ -102,7 +102,7 @@ def test_rolling_regime_thresholds_are_exact_from_the_read_alone(tmp_path, marke
     from .conftest import make_checkpoint, serving_config
 
     cfg = serving_config("regimes.lookback=300", db=market)
-    from plus_ultra_ml.training.fit import load_training_data
+    from plus_ultra_ml.experiments.dataset import load_training_data
 
     path = make_checkpoint(cfg, load_training_data(cfg, market), tmp_path / "rolling.pt")
     predictor = Predictor.load(path, db_path=market)

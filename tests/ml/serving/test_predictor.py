@@ -42,7 +42,7 @@ def test_latest_signal_equals_the_offline_prediction_for_that_bar(predictor, mar
 
 
 def test_offline_predictions_equal_the_training_rooms_held_out_predictions(predictor, cfg, training_data, checkpoint):
-    from plus_ultra_ml.evaluation.fold import model_predictions
+    from plus_ultra_ml.experiments.fold import model_predictions
 
     reference = model_predictions(checkpoint, cfg, training_data, "test")  # training/evaluate.predict_segment
     ours = offline(predictor, cfg.data.db_path).frame.reindex(reference.index)

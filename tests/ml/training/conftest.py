@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from plus_ultra_ml.config import ExperimentConfig, config_from_dict
-from plus_ultra_ml.training.fit import TrainingData
+from plus_ultra_ml.data.training_data import TrainingData
 
 TINY_MODEL = {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_state": 4, "ffn_mult": 1, "dropout": 0.0}
 

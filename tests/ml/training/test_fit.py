@@ -23,11 +23,12 @@ import torch
 from plus_ultra_ml.artifacts import file_fingerprint
 from plus_ultra_ml.config import ConfigError
 from plus_ultra_ml.data.windows import build_targets
+from plus_ultra_ml.evaluation.heldout import heldout_metrics, segment_periods_per_year
 from plus_ultra_ml.lineage import lineage_chain, read_lineage, sidecar_path
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.training.checkpoint import WarmStartError, load_checkpoint, warm_start
 from plus_ultra_ml.training.datamodule import WindowDataModule
-from plus_ultra_ml.training.evaluate import heldout_metrics, predict_segment, segment_periods_per_year
+from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.fit import pretrain, train_supervised
 from plus_ultra_ml.training.lit_modules import SupervisedModule
 

@@ -6,7 +6,7 @@ its validation segment) with `training.fit.train_supervised(split=fold.split)`, 
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
 `training.checkpoint.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
 segments. Everything is scored on the test window only, on the bars every strategy has a
-prediction for, in the report format of `evaluation.report` (one row per (symbol, bar)).
+prediction for, in the predictions-frame format of `evaluation.predictions` (one row per (symbol, bar)).
 
 `run_walkforward` is the whole evaluation line without Dagster (`plus-ultra walkforward`, the
 benchmarks): the folds of `plan_folds`, one `run_fold` each, in order, concatenated into one
@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import run_baselines
-from plus_ultra_ml.evaluation.report import FORECAST, POSITION, REGIME, TARGET
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
-from plus_ultra_ml.training.fit import RunIds, TrainingData, train_supervised
+from plus_ultra_ml.training.fit import RunIds, train_supervised
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,128 @@
+"""Held-out scores of a trained network on one segment (the test tail), and of the baselines on the same windows.
+
+A model is scored only on windows that lie wholly inside the segment it is scored on: the rows of
+`SegmentPredictions` (made by `training.evaluate.predict_segment` from `WindowedData.ends[segment]`,
+whose inputs and targets are inside that segment, scaled with statistics fitted on training rows).
+
+Per window the last bar is the decision bar (causal backbones: its outputs read that window only).
+Metrics:
+- `loss` (and its parts): `SupervisedModule.model_step` on the segment's windows, the training
+  objective itself;
+- IC by horizon: mean cross-sectional IC, rank IC and pooled IC of the forecast (in return units)
+  against the realised forward log return (evaluation.metrics.ic_by_horizon); `ic_next_bar` is the
+  pooled Pearson IC against the next bar's simple return, the fixture oracle's definition;
+- the position head's equal-weight portfolio over symbols: per-bar net PnL through
+  `evaluation.backtest.portfolio_pnl` (objectives.pnl: next-bar fills, trading and holding costs),
+  annualised Sharpe net and gross, turnover, and the net Sharpe of sign(forecast_1) as a reference
+  for the forecast alone. A bar without a window (the segment's first window-1 bars) is held flat.
+
+`baseline_metrics` scores the one set of baselines (evaluation/baselines.py), fitted on the split's
+own segments, on exactly the model's rows, with the same IC and portfolio arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from plus_ultra_ml.config import CostConfig
+from plus_ultra_ml.data import calendar
+from plus_ultra_ml.data.windows import Split, Targets, WindowedData
+from plus_ultra_ml.evaluation import metrics as M
+from plus_ultra_ml.evaluation.backtest import portfolio_pnl
+from plus_ultra_ml.evaluation.baselines import run_baselines
+
+FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
+# held-out baseline keys -> evaluation.baselines names; "linear" is the ridge baseline (the
+# promotion gate reads baseline_linear_ic_next_bar and baseline_momentum_ic_next_bar)
+HELDOUT_BASELINES = {"momentum": "momentum", "linear": "ridge", "buy_and_hold": "buy_and_hold"}
+
+
+@dataclass(frozen=True)
+class SegmentPredictions:
+    """One row per window of the segment, indexed by (symbol, timestamp) of its last bar.
+
+    columns: forecast_1..H (return units), position, target_1..H (forward log returns),
+    next_return (simple, the bar after), volatility.
+    """
+
+    frame: pd.DataFrame
+    loss: float
+    parts: dict[str, float]
+    segment: str
+
+
+def _sharpe(pnl: pd.Series, ppy: float) -> float:
+    return float(M.sharpe_ratio(pnl.to_numpy(), periods_per_year=ppy))
+
+
+def _horizons(frame: pd.DataFrame, prefix: str, H: int) -> pd.DataFrame:
+    return frame[[f"{prefix}{h}" for h in range(1, H + 1)]].set_axis(range(1, H + 1), axis=1)
+
+
+def signal_metrics(forecast: pd.DataFrame, targets: pd.DataFrame, next_return: pd.Series) -> dict[str, float]:
+    """IC by horizon of forecasts (columns 1..H) against forward returns (same columns): mean
+    cross-sectional IC and rank IC (NaN with fewer than 3 symbols), pooled IC, and the pooled IC of
+    forecast 1 against the next bar's simple return."""
+    table = M.ic_by_horizon(forecast, targets, min_assets=3)  # fewer than 3 symbols: cross-sectional IC is NaN
+    out: dict[str, float] = {}
+    for h, row in table.iterrows():
+        out[f"ic_h{h}"] = float(row["ic"])
+        out[f"rank_ic_h{h}"] = float(row["rank_ic"])
+        out[f"pooled_ic_h{h}"] = float(row["pooled_ic"])
+    out["ic_next_bar"] = M.pooled_ic(forecast[1], next_return)
+    return out
+
+
+def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float) -> dict[str, float]:
+    """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment."""
+    f = pred.frame
+    H = sum(c.startswith("forecast_") for c in f.columns)
+    out: dict[str, float] = {"loss": pred.loss, **{f"loss_{k}": v for k, v in pred.parts.items()}}
+    out.update(signal_metrics(_horizons(f, "forecast_", H), _horizons(f, "target_", H), f["next_return"]))
+    net = portfolio_pnl(f["position"], f["next_return"], costs)
+    gross = portfolio_pnl(f["position"], f["next_return"], FREE)
+    out["sharpe_net"] = _sharpe(net, periods_per_year)
+    out["sharpe_gross"] = _sharpe(gross, periods_per_year)
+    # the simplest rule on the forecast itself, sign(forecast_1): separates a good forecast from a poor position head
+    sign = np.sign(f["forecast_1"])
+    out["forecast_sign_sharpe_net"] = _sharpe(portfolio_pnl(sign, f["next_return"], costs), periods_per_year)
+    out["turnover"] = float(M.turnover(f["position"].unstack("symbol").sort_index().fillna(0.0)).mean())
+    out["exposure"] = float(f["position"].abs().mean())
+    out["windows"] = float(len(f))
+    return out
+
+
+def segment_periods_per_year(data: WindowedData) -> float:
+    """Bars per year of the whole panel's grid (not of one short segment)."""
+    return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True))
+
+
+def baseline_metrics(frame: pd.DataFrame, panel: pd.DataFrame, features: pd.DataFrame, targets: Targets,
+                     split: Split, segment: str, costs: CostConfig, periods_per_year: float,
+                     seed: int = 0) -> dict[str, float]:
+    """IC and net Sharpe of the baselines (evaluation/baselines.py) on the rows of `frame`.
+
+    frame: a `SegmentPredictions.frame` of `segment` (its index picks the windows scored; its
+    target_1 and next_return columns are the realised returns, as for the model). The baselines are
+    fitted on `split`'s training (and validation) segments of the panel, features and targets.
+    Per baseline: `<key>_sharpe_net` of its positions; with a forecast, also `<key>_ic_next_bar`
+    and `<key>_ic_h1` (the forecast against next_return and target_1, as `signal_metrics`).
+    """
+    results = run_baselines(panel, features, targets, split, segment, seed=seed,
+                            names=tuple(HELDOUT_BASELINES.values()))
+    next_return = frame["next_return"]
+    out: dict[str, float] = {}
+    for key, name in HELDOUT_BASELINES.items():
+        result = results[name]
+        if result.forecast is not None:
+            forecast = result.forecast.reindex(frame.index).to_frame(1)
+            signal = signal_metrics(forecast, frame[["target_1"]].set_axis([1], axis=1), next_return)
+            out[f"{key}_ic_next_bar"] = signal["ic_next_bar"]
+            out[f"{key}_ic_h1"] = signal["ic_h1"]
+        positions = result.position.reindex(frame.index).fillna(0.0)
+        out[f"{key}_sharpe_net"] = _sharpe(portfolio_pnl(positions, next_return, costs), periods_per_year)
+    return {k: (v if math.isfinite(v) else float("nan")) for k, v in out.items()}

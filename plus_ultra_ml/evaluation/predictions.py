@@ -1,0 +1,42 @@
+"""The predictions frame: the one format every out-of-sample producer writes and every report reads.
+
+Producers: `plus-ultra predict` (serving/offline.py), every walk-forward fold (experiments/fold.py).
+Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on the panel's index:
+
+    fold, seed             optional: which fold / model seed made the row (default "all" / 0)
+    next_return            close[t+1] / close[t] - 1, what a position held from bar t earns
+    position__<strategy>   positions in [-1, 1] of each strategy (model, ppo, buy_and_hold, ...)
+    forecast__h<k>         optional forecasts of the k-bar forward log return
+    target__h<k>           optional realised k-bar forward log returns (for IC)
+    regime__<name>         optional regime labels at bar t (for attribution)
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from plus_ultra_ml.errors import PlusUltraError
+
+POSITION = "position__"
+FORECAST = "forecast__"
+TARGET = "target__"
+REGIME = "regime__"
+
+
+def strategies_of(predictions: pd.DataFrame) -> list[str]:
+    """The strategy names of the `position__<strategy>` columns, in column order."""
+    return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
+
+
+def with_defaults(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A sorted copy with the optional fold / seed columns filled in; errors if a required column is missing."""
+    if not strategies_of(predictions):
+        raise PlusUltraError(f"predictions have no '{POSITION}<strategy>' column; columns: {list(predictions.columns)}")
+    if "next_return" not in predictions:
+        raise PlusUltraError("predictions need a next_return column (close[t+1] / close[t] - 1)")
+    frame = predictions.copy()
+    if "fold" not in frame:
+        frame["fold"] = "all"
+    if "seed" not in frame:
+        frame["seed"] = 0
+    return frame.sort_index()
