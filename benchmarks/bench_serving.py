@@ -76,7 +76,7 @@ def build_checkpoint(cfg, db: Path, out: Path) -> Path:
     from plus_ultra_ml.data.windows import build_targets, build_windows, split_by_fraction
     from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
     from plus_ultra_ml.models.registry import build_from_config
-    from plus_ultra_ml.training.checkpoint import write_checkpoint
+    from plus_ultra_ml.checkpoints.supervised import write_checkpoint
     from plus_ultra_ml.training.fit import load_training_data
 
     data = load_training_data(cfg, db)

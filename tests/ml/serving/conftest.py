@@ -21,7 +21,7 @@ from plus_ultra_ml.data.fixture import build_fixture
 from plus_ultra_ml.data.windows import build_targets, build_windows, split_by_fraction
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
-from plus_ultra_ml.training.checkpoint import write_checkpoint
+from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 from plus_ultra_ml.training.fit import TrainingData, load_training_data
 
 SYMBOLS = ("AAA", "BBB", "CCC")

@@ -8,9 +8,10 @@ import math
 import pytest
 
 from plus_ultra_ml.artifacts import file_fingerprint
-from plus_ultra_ml.lineage import lineage_chain, read_lineage
+from plus_ultra_ml.checkpoints.chain import lineage_chain, read_lineage
 from plus_ultra_ml.serving.predictor import Predictor, PredictorError
-from plus_ultra_ml.serving.registry import Registry, RegistryError, evaluate_gate
+from plus_ultra_ml.serving.gate import evaluate_gate
+from plus_ultra_ml.serving.registry import Registry, RegistryError
 
 from .conftest import GOOD_METRICS, make_checkpoint
 
