@@ -5,13 +5,13 @@ Usage:
         [--n-features 60] [--batch-size N] [--steps 5] [--device cpu] [--dtype float32]
 
 For each preset and architecture: the preset's `model` section (its own architecture as written;
-the others with the size keys they share carried over, models.profiling.carried_backbone), window
+the others with the size keys they share carried over, profiling.carried_backbone), window
 = the preset's `windows.window`, horizons = `windows.horizon`, batch = `train.batch_size` unless
 --batch-size, --n-features random feature columns and an 8-symbol vocabulary. Each row runs in a
 fresh Python process, because on CPU only the first training step says anything about memory
 (the allocator keeps pages afterwards). Throughput is forward + backward, no optimiser step,
 after warm-up; MFU is counted FLOPs per second over the peak of a large matmul measured in the
-same process (models/profiling.py). Prints numbers only; asserts nothing about time. On a shared
+same process (plus_ultra_ml/profiling.py). Prints numbers only; asserts nothing about time. On a shared
 machine the throughput and the matmul peak are noisy: run twice and compare.
 """
 
@@ -34,7 +34,7 @@ def profile_one(preset: str, architecture: str, args: argparse.Namespace) -> dic
     import torch
 
     from plus_ultra_ml.config import load_config
-    from plus_ultra_ml.models.profiling import carried_backbone, profile_model
+    from plus_ultra_ml.profiling import carried_backbone, profile_model
     from plus_ultra_ml.models.registry import build_from_config
 
     torch.manual_seed(0)

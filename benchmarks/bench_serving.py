@@ -73,11 +73,11 @@ def build_checkpoint(cfg, db: Path, out: Path) -> Path:
     """A model.pt of the preset's architecture, as training writes it, with seeded (untrained) weights."""
     import torch
 
+    from plus_ultra_ml.checkpoints.supervised import write_checkpoint
     from plus_ultra_ml.data.windows import build_targets, build_windows, split_by_fraction
     from plus_ultra_ml.experiments.dataset import load_training_data
     from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
     from plus_ultra_ml.models.registry import build_from_config
-    from plus_ultra_ml.training.checkpoint import write_checkpoint
 
     data = load_training_data(cfg, db)
     split = split_by_fraction(data.features.index.get_level_values("timestamp"), cfg.windows)

@@ -3,7 +3,8 @@
 Environment (read once here, all optional):
   PLUS_ULTRA_CONFIG  experiment YAML (default configs/smoke.yaml)
   PLUS_ULTRA_DB      candle database (default: the config's data.db_path)
-  PLUS_ULTRA_HOME    artifacts root (default ./.plus_ultra); frames go to $PLUS_ULTRA_HOME/assets
+  PLUS_ULTRA_HOME    artifacts root (default ./.plus_ultra): the one `artifacts` resource every asset and
+                     IO manager stores under (frames and checkpoint handles in assets/, checkpoints/, reports/)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dagster as dg
 
 from plus_ultra_assets import schedules, sensors
 from plus_ultra_assets.assets import evaluation, features, market, models, policy, serving
-from plus_ultra_assets.io_managers import ParquetIOManager
+from plus_ultra_assets.io_managers import CHECKPOINT_IO, CheckpointIOManager, ParquetIOManager
 from plus_ultra_assets.jobs import (
     observe_market_db,
     production_line,
@@ -42,6 +43,7 @@ defs = dg.Definitions(
         "experiment": experiment,
         "market_database": MarketDatabase(path=os.environ.get("PLUS_ULTRA_DB", ""), experiment=experiment),
         "artifacts": artifacts,
-        "parquet_io": ParquetIOManager(base_path=str(artifacts.assets_dir)),
+        "parquet_io": ParquetIOManager(artifacts=artifacts),
+        CHECKPOINT_IO: CheckpointIOManager(artifacts=artifacts),
     },
 )

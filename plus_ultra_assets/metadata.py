@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -65,21 +64,3 @@ def report_table(frame: pd.DataFrame, digits: int = 4) -> dg.MetadataValue:
     schema = dg.TableSchema(columns=[dg.TableColumn(str(c), "float" if c != "strategy" else "string")
                                      for c in table.columns])
     return dg.MetadataValue.table(records=records, schema=schema)
-
-
-def latest_checkpoint(instance: dg.DagsterInstance, asset: dg.AssetKey, missing: str) -> tuple[Path, str]:
-    """(checkpoint file, run id) named by the `path` metadata of `asset`'s latest materialisation.
-
-    Raises a `dg.Failure`: `missing` (the caller's sentence) when `asset` was never materialised, or
-    one naming the run and the path when the file it recorded is gone.
-    """
-    name = asset.to_user_string()
-    event = instance.get_latest_materialization_event(asset)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(missing)
-    entry = event.asset_materialization.metadata.get("path")
-    path = Path(str(entry.value)) if entry is not None else None
-    if path is None or not path.is_file():
-        raise dg.Failure(f"the latest {name} materialisation (run {event.run_id}) names no existing checkpoint "
-                         f"file in its `path` metadata ({path}); materialise {name} again")
-    return path, event.run_id

@@ -31,13 +31,22 @@ class MarketDatabase(dg.ConfigurableResource):
 
 
 class ArtifactsResource(dg.ConfigurableResource):
-    """The artifacts root; frames of the parquet IO manager live under `<root>/assets`."""
+    """The artifacts root: everything the Dagster layer stores lives under it, and nowhere else.
+
+    `<root>/assets` frames (parquet IO manager) and stored checkpoint handles (checkpoint IO
+    manager); `<root>/checkpoints/<asset>` the files the library writes; `<root>/reports`;
+    `<root>/registry` (unless `service.registry_dir` says otherwise).
+    """
 
     root: str = Field(description="artifacts root ($PLUS_ULTRA_HOME)")
 
     @property
     def assets_dir(self) -> Path:
         return Path(self.root) / "assets"
+
+    def checkpoints_dir(self, *parts: str) -> Path:
+        """Where the library writes an asset's checkpoints (one run-key folder each)."""
+        return Path(self.root).joinpath("checkpoints", *parts)
 
     def asset_path(self, asset: str) -> Path:
         """Where the parquet IO manager keeps an unpartitioned asset."""

@@ -1,4 +1,4 @@
-"""Lineage: what made an artifact, recorded with it, and how to read it back (DESIGN §4).
+"""Lineage: what made an artifact, as a record written with it (DESIGN §4).
 
 The fingerprints every record is built from: the code version (package version plus git commit
 when the package runs from a checkout), content hashes of frames and files. And the record itself:
@@ -8,9 +8,10 @@ code and seed made a checkpoint, the last bar any part of its training saw (`dat
 ids (Dagster, W&B) and its held-out metrics.
 
 A checkpoint carries its record inside (under the key ``lineage``) and beside it as a JSON sidecar
-(``model.pt`` -> ``model.lineage.json``, which also holds the checkpoint's own sha256). Reading needs
-the files only: no Dagster instance, no W&B. `lineage_chain` follows parent paths back to the
-database and says when a parent file no longer has the content its child recorded.
+(``model.pt`` -> ``model.lineage.json``, which also holds the checkpoint's own sha256, written by
+`write_sidecar`). Reading a record back from a checkpoint file, and following its parents, is the
+checkpoint room's (checkpoints/chain.py: `read_lineage`, `lineage_chain`): this module opens no
+torch file.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def now_utc() -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# files: sidecar and embedded record
+# the sidecar
 # --------------------------------------------------------------------------------------------
 def sidecar_path(checkpoint: str | Path) -> Path:
     """model.pt -> model.lineage.json (beside the checkpoint)."""
@@ -189,70 +190,3 @@ def write_sidecar(record: LineageRecord, checkpoint: str | Path) -> Path:
     tree = {**record.to_dict(), "checkpoint": {"path": str(checkpoint.resolve()),
                                                "fingerprint": file_fingerprint(checkpoint)}}
     return write_text_atomic(sidecar_path(checkpoint), json.dumps(tree, indent=2, sort_keys=True) + "\n")
-
-
-def _embedded(path: Path) -> Mapping[str, Any] | None:
-    """The record embedded in a torch checkpoint (weights_only load: no code is unpickled)."""
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for foreign or truncated files
-        raise LineageError(f"{path} is not a readable torch checkpoint: {error}") from None
-    if isinstance(payload, Mapping):
-        if "lineage" in payload:
-            return payload["lineage"]
-        if isinstance(payload.get("plus_ultra"), Mapping) and "lineage" in payload["plus_ultra"]:
-            return payload["plus_ultra"]["lineage"]
-    return None
-
-
-def read_lineage(path: str | Path) -> LineageRecord:
-    """The lineage of a checkpoint (its embedded record, else its sidecar) or of a sidecar file."""
-    path = Path(path)
-    if not path.is_file():
-        raise LineageError(f"{path} does not exist")
-    if path.name.endswith(SIDECAR_SUFFIX):
-        try:
-            return LineageRecord.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as error:
-            raise LineageError(f"{path} is not valid JSON: {error}") from None
-    tree = _embedded(path)
-    if tree is None:
-        sidecar = sidecar_path(path)
-        if not sidecar.is_file():
-            raise LineageError(f"{path} embeds no lineage record and has no sidecar {sidecar.name}")
-        return read_lineage(sidecar)
-    return LineageRecord.from_dict(tree)
-
-
-@dataclass(frozen=True)
-class ChainLink:
-    path: Path
-    record: LineageRecord
-    fingerprint: str  # sha256 of the file now
-    expected_fingerprint: str | None  # what the child recorded for it (None for the first link)
-
-    @property
-    def intact(self) -> bool:
-        return self.expected_fingerprint is None or self.expected_fingerprint == self.fingerprint
-
-
-def lineage_chain(path: str | Path, max_depth: int = 32) -> list[ChainLink]:
-    """The checkpoint at `path`, then its parent, its parent's parent, ... (the last link's record
-    names the database). A parent whose file is gone ends the chain with a `LineageError`."""
-    links: list[ChainLink] = []
-    current, expected = Path(path), None
-    for _ in range(max_depth):
-        record = read_lineage(current)
-        links.append(ChainLink(current, record, file_fingerprint(current), expected))
-        parent = record.parent
-        if not parent or not parent.get("path"):
-            return links
-        current, expected = Path(parent["path"]), parent.get("fingerprint")
-        if not current.is_file():
-            raise LineageError(
-                f"{links[-1].path} names parent {current}, which no longer exists (recorded sha256 "
-                f"{_short(expected)}); the chain stops there"
-            )
-    raise LineageError(f"lineage chain of {path} is longer than {max_depth} links (a cycle?)")

@@ -27,8 +27,9 @@ from typing import Any
 import pandas as pd
 
 from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.checkpoints.chain import read_lineage
 from plus_ultra_ml.errors import PlusUltraError
-from plus_ultra_ml.lineage import LineageRecord, code_version_text, read_lineage
+from plus_ultra_ml.lineage import LineageRecord, code_version_text
 
 ENTRY_POINT_GROUP = "plus_ultra.lineage"
 MAX_DEPTH = 32

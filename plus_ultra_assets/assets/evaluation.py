@@ -42,7 +42,7 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
     fold = find_fold(plan_folds(market_panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows),
                      context.partition_key)
     result = run_fold(cfg, _training_data(feature_table, market_panel, market_database), fold,
-                      root=Path(artifacts.root) / "checkpoints" / "walkforward" / fold.name, regimes=regime_labels,
+                      root=artifacts.checkpoints_dir("walkforward", fold.name), regimes=regime_labels,
                       run_ids=RunIds(context.run.run_id, "walkforward_fold", fold.name), progress=context.log.info)
     times = result.predictions.index.get_level_values("timestamp")
     first, last = fold.split.bounds["test"]

@@ -1,29 +1,23 @@
 """Models group, PPO stage: the `ppo_policy` asset on top of `supervised_checkpoint`.
 
 The body is one library call (plus_ultra_ml.rl.fit.finetune_checkpoint) and metadata. The parent
-checkpoint's path is the `path` metadata of the latest `supervised_checkpoint` materialisation.
+checkpoint arrives as a typed input (`CheckpointRef`, from the checkpoint IO manager), and the
+policy leaves as one, written under ``<artifacts root>/checkpoints/ppo_policy/<run key>/policy.pt``.
 """
 
 
 import math
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from plus_ultra_assets.metadata import latest_checkpoint
-from plus_ultra_assets.resources import ExperimentConfigResource
+from plus_ultra_assets.io_managers import CHECKPOINT_IO, checkpoint_input
+from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource
+from plus_ultra_ml.checkpoints.ref import CheckpointRef
 
 GROUP = "models"
-SUPERVISED = dg.AssetKey("supervised_checkpoint")
 HISTORY_COLUMNS = ("update", "reward_bps", "cost_bps", "policy_loss", "value_loss", "entropy", "approx_kl",
                    "epochs_run", "std", "val_sharpe_net", "val_turnover")
-
-
-def supervised_checkpoint_path(instance: dg.DagsterInstance) -> Path:
-    """The model.pt of the latest `supervised_checkpoint` materialisation (its `path` metadata)."""
-    return latest_checkpoint(
-        instance, SUPERVISED, "ppo_policy needs a supervised checkpoint: materialise supervised_checkpoint first")[0]
 
 
 def _fmt(value: float | None) -> str:
@@ -50,9 +44,10 @@ def _history_markdown(history: list[dict]) -> str:
 
 
 @dg.asset(
-    deps=[SUPERVISED],
+    ins={"supervised_checkpoint": checkpoint_input("supervised_checkpoint")},
     group_name=GROUP,
     kinds={"pytorch"},
+    io_manager_key=CHECKPOINT_IO,
     check_specs=[
         dg.AssetCheckSpec("beats_supervised", asset="ppo_policy",
                           description="PPO's best validation net Sharpe is above the supervised position head's "
@@ -63,20 +58,21 @@ def _history_markdown(history: list[dict]) -> str:
     description="PPO fine-tune of the supervised model on the cost-aware trading env (rl: section): policy.pt with "
     "lineage (parent = the supervised checkpoint), validation net Sharpe vs the supervised head and buy-and-hold.",
 )
-def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource, market_panel: pd.DataFrame,
-               feature_table: pd.DataFrame) -> dg.MaterializeResult:
+def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource, artifacts: ArtifactsResource,
+               market_panel: pd.DataFrame, feature_table: pd.DataFrame, supervised_checkpoint: CheckpointRef):
     from plus_ultra_ml.data.training_data import TrainingData
     from plus_ultra_ml.lineage import frame_fingerprint
     from plus_ultra_ml.rl.fit import finetune_checkpoint
     from plus_ultra_ml.training.fit import RunIds
 
     cfg = experiment.load()
-    parent = supervised_checkpoint_path(context.instance)
+    parent = supervised_checkpoint.path
     fingerprint = (feature_table.attrs.get("plus_ultra.features") or {}).get("fingerprint") \
         or frame_fingerprint(feature_table)
     data = TrainingData(feature_table, market_panel, fingerprint)
     result = finetune_checkpoint(
-        cfg, data, parent, run_ids=RunIds(context.run.run_id, "ppo_policy", None),
+        cfg, data, parent, root=artifacts.checkpoints_dir("ppo_policy"),
+        run_ids=RunIds(context.run.run_id, "ppo_policy", None),
         progress=lambda r: context.log.info(
             f"ppo update {r.update}/{cfg.rl.updates}: reward {_fmt(r.reward_bps)} bps/bar, kl {_fmt(r.approx_kl)}, "
             f"val net Sharpe {_fmt(r.val_sharpe_net)}"),
@@ -92,9 +88,9 @@ def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigRe
         metadata={"position_std": collapse.std, "position_mean": collapse.mean,
                   "saturated_share": collapse.saturated_share},
     )
-    return dg.MaterializeResult(
+    yield dg.Output(
+        CheckpointRef(result.checkpoint, result.lineage),
         metadata={
-            "path": dg.MetadataValue.path(str(result.checkpoint)),
             "parent": dg.MetadataValue.path(str(parent)),
             "updates": cfg.rl.updates,
             "best_update": result.ppo.best_update,
@@ -109,7 +105,7 @@ def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigRe
             "test_net_sharpe_buy_and_hold": m.get("test_buy_and_hold_sharpe_net", float("nan")),
             "metrics": dg.MetadataValue.json({k: (v if math.isfinite(v) else None) for k, v in m.items()}),
             "history": dg.MetadataValue.md(_history_markdown(result.history)),
-            "lineage": dg.MetadataValue.json(result.lineage.summary()),
         },
-        check_results=[beat, guard],
     )
+    yield beat
+    yield guard

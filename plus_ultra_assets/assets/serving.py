@@ -1,12 +1,12 @@
 """Serving group: `production_model`, the promotion gate between training and the inference service.
 
-The body reads two things from the instance, then makes one library call:
-- the checkpoint named by the `path` metadata of the latest `supervised_checkpoint` materialisation;
-- the evaluations of that materialisation's asset checks (finite_losses, heldout_ic_positive,
-  beats_naive_baselines): a check counts as passed only if its latest evaluation belongs to the
-  same run and passed.
-`plus_ultra_ml.serving.registry.Registry.promote` then re-checks the held-out criteria from the
-checkpoint's own lineage, requires every recorded check to have passed, and only then copies the
+The supervised checkpoint arrives as a typed input (`CheckpointRef`, from the checkpoint IO
+manager, with the run that materialised it). The body reads the evaluations of that
+materialisation's asset checks from the instance (the gate's held-out criteria: finite_losses,
+heldout_ic_positive, beats_naive_baselines; a check counts as passed only if its latest evaluation
+belongs to the same run and passed), then makes one library call:
+`plus_ultra_ml.serving.registry.Registry.promote` re-evaluates the gate from the checkpoint's own
+lineage, requires every recorded check to have passed, and only then copies the
 file into the registry and switches the production pointer atomically (recorded as a lineage
 record). A model that fails the gate is not promoted; the asset still materialises, says so in its
 metadata and in its `promotion_gate` check (WARN), and production stays as it was. A running
@@ -15,12 +15,14 @@ service picks the new model up on POST /reload (or at its next start).
 
 import dagster as dg
 
-from plus_ultra_assets.metadata import latest_checkpoint
+from plus_ultra_assets.io_managers import checkpoint_input
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource
+from plus_ultra_ml.checkpoints.ref import CheckpointRef
+from plus_ultra_ml.serving.gate import HELDOUT_CRITERIA
 
 GROUP = "serving"
 SUPERVISED = dg.AssetKey("supervised_checkpoint")
-SUPERVISED_CHECKS = ("finite_losses", "heldout_ic_positive", "beats_naive_baselines")
+SUPERVISED_CHECKS = tuple(c.name for c in HELDOUT_CRITERIA)
 
 
 def recorded_checks(instance: dg.DagsterInstance, asset: dg.AssetKey, run_id: str,
@@ -36,7 +38,7 @@ def recorded_checks(instance: dg.DagsterInstance, asset: dg.AssetKey, run_id: st
 
 
 @dg.asset(
-    deps=[SUPERVISED],
+    ins={"supervised_checkpoint": checkpoint_input("supervised_checkpoint")},
     group_name=GROUP,
     kinds={"pytorch"},
     check_specs=[dg.AssetCheckSpec(
@@ -47,14 +49,13 @@ def recorded_checks(instance: dg.DagsterInstance, asset: dg.AssetKey, run_id: st
     "checks passed; otherwise production stays as it was. The inference service serves this pointer.",
 )
 def production_model(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
-                     artifacts: ArtifactsResource) -> dg.MaterializeResult:
+                     artifacts: ArtifactsResource, supervised_checkpoint: CheckpointRef) -> dg.MaterializeResult:
     from pathlib import Path
 
     from plus_ultra_ml.serving.registry import Registry
 
     cfg = experiment.load()
-    missing = "production_model promotes supervised_checkpoint: materialise it first"
-    path, run_id = latest_checkpoint(context.instance, SUPERVISED, missing)
+    path, run_id = supervised_checkpoint.path, supervised_checkpoint.run_id
     checks = recorded_checks(context.instance, SUPERVISED, run_id, SUPERVISED_CHECKS)
     root = Path(cfg.service.registry_dir) if cfg.service.registry_dir else Path(artifacts.root) / "registry"
     registry = Registry(root)

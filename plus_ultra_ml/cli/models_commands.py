@@ -47,7 +47,7 @@ def profile(
     from rich.table import Table
 
     from plus_ultra_ml.config import ConfigError, ExperimentConfig, load_config
-    from plus_ultra_ml.models.profiling import carried_backbone, profile_model
+    from plus_ultra_ml.profiling import carried_backbone, profile_model
     from plus_ultra_ml.models.registry import architecture as lookup, build_from_config
 
     lookup(architecture)  # unknown names fail before any work

@@ -4,7 +4,7 @@ For each seed, the supervised model is trained on the fold's training segment (m
 its validation segment) with `training.fit.train_supervised(split=fold.split)`, then, when
 ``walkforward.ppo`` is set, fine-tuned with PPO on the same segments. A warm start is allowed only
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
-`training.checkpoint.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
+`checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
 segments. Everything is scored on the test window only, on the bars every strategy has a
 prediction for, in the predictions-frame format of `evaluation.predictions` (one row per (symbol, bar)).
 
@@ -45,8 +45,8 @@ class FoldResult:
 
 def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData, segment: str) -> pd.DataFrame:
     """Forecasts (return units) and position-head positions of a saved model on one segment of its split."""
-    from plus_ultra_ml.rl.fit import policy_windows
-    from plus_ultra_ml.training.checkpoint import load_checkpoint
+    from plus_ultra_ml.checkpoints.supervised import load_checkpoint
+    from plus_ultra_ml.checkpoints.windows import policy_windows
     from plus_ultra_ml.training.evaluate import predict_segment
     from plus_ultra_ml.training.lit_modules import SupervisedModule
 

@@ -1,29 +1,25 @@
 """Model specs: a network as plain containers that rebuild it from the file alone.
 
-A spec is a dict of str/int/float/bool/list/dict plus tensors (the state dict), so it is written
-with `torch.save` and read with `torch.load(weights_only=True)`: loading never unpickles code.
+A spec is a dict of str/int/float/bool/list/dict plus tensors (the state dict), so a file that
+holds one can be read with `torch.load(weights_only=True)`: loading never unpickles code.
 It carries the architecture name, its config, n_features, the symbol vocabulary and the head
-config (the recipe), and the weights. The training room embeds `model_spec(net)` in its
-Lightning checkpoints under one key and calls `build_from_spec` to restore.
+config (the recipe), and the weights. This module does no file I/O: the checkpoint room
+(plus_ultra_ml/checkpoints/) embeds `model_spec(net)` in every checkpoint file and calls
+`build_from_spec` to restore, and the training room embeds it in its Lightning checkpoints.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from plus_ultra_ml.artifacts import atomic_path
 from plus_ultra_ml.config import ConfigError
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.models.heads import HeadsConfig, SymbolVocabulary
 from plus_ultra_ml.models.network import ModelRecipe, PlusUltraNet
 from plus_ultra_ml.models.registry import backbone_config, build_model
-
-logger = logging.getLogger(__name__)
 
 SPEC_FORMAT = "plus_ultra.model_spec"
 SPEC_VERSION = 1
@@ -72,27 +68,3 @@ def build_from_spec(spec: Mapping[str, Any], map_location: str | torch.device = 
     except RuntimeError as error:
         raise ModelSpecError(f"model spec weights do not fit its own recipe: {error}") from None
     return net.to(map_location)
-
-
-def save_model(net: PlusUltraNet, path: str | Path) -> Path:
-    """Write `model_spec(net)` to `path` atomically (temp file + rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(model_spec(net), tmp)
-    logger.info("saved %s model (%d parameters) to %s", net.recipe.architecture,
-                sum(p.numel() for p in net.parameters()), path)
-    return path
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> PlusUltraNet:
-    """Read a spec written by `save_model` (weights_only: no code is unpickled) and rebuild it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelSpecError(f"model file {path} does not exist")
-    try:
-        spec = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for truncated or foreign files
-        raise ModelSpecError(f"model file {path} is not a readable torch file: {error}") from None
-    if not isinstance(spec, Mapping):
-        raise ModelSpecError(f"model file {path} holds a {type(spec).__name__}, not a model spec")
-    return build_from_spec(spec, map_location)

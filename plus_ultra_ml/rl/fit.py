@@ -3,14 +3,14 @@
 `finetune_checkpoint(cfg, data, supervised)` is what `plus-ultra finetune`, the `ppo_policy` asset
 and the walk-forward room call:
 
-1. load the supervised `model.pt` (training/checkpoint.py) and rebuild its windows from `data` with
-   the checkpoint's own split, scaler, feature names, window and horizon (`policy_windows`): PPO
-   trains on the same training segment, selects on the same validation segment and never reads
-   the test segment until the final held-out score;
+1. load the supervised `model.pt` (checkpoints/supervised.py) and rebuild its windows from `data` with
+   the checkpoint's own split, scaler, feature names, window and horizon (checkpoints/windows.py
+   `policy_windows`): PPO trains on the same training segment, selects on the same validation
+   segment and never reads the test segment until the final held-out score;
 2. `rl.ppo.finetune` (the `rl:` section, costs from `costs:`, seed from `seed:`);
 3. score the best policy, the supervised position head and buy-and-hold on the test segment (if
    the split has one) with the same portfolio arithmetic;
-4. write `policy.pt` (rl/checkpoint.py) atomically under `root/<run key>/` (default
+4. write `policy.pt` (checkpoints/policy.py) atomically under `root/<run key>/` (default
    `$PLUS_ULTRA_HOME/checkpoints/ppo_policy`) with a lineage record whose parent is the supervised
    checkpoint (path, sha256, kind, data cutoff), and `policy.lineage.json` beside it.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +28,15 @@ from typing import Any
 import pandas as pd
 
 from plus_ultra_ml.artifacts import file_fingerprint, home
+from plus_ultra_ml.checkpoints.policy import POLICY_KIND, write_policy
+from plus_ultra_ml.checkpoints.supervised import load_checkpoint
+from plus_ultra_ml.checkpoints.windows import policy_windows
 from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
-from plus_ultra_ml.data.windows import Split, WindowedData, build_targets, build_windows
-from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
-from plus_ultra_ml.rl.checkpoint import POLICY_KIND, save_policy
 from plus_ultra_ml.rl.env import EnvConfig
 from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scores
-from plus_ultra_ml.training.checkpoint import TrainedModel, load_checkpoint
+from plus_ultra_ml.rl.trained import env_record
 from plus_ultra_ml.training.fit import RunIds
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ ARTIFACT = "policy.pt"
 
 @dataclass(frozen=True)
 class PolicyFitResult:
-    checkpoint: Path  # policy.pt: load with rl.checkpoint.load_policy
+    checkpoint: Path  # policy.pt: load with rl.trained.load_policy
     lineage: LineageRecord
     metrics: dict[str, float]  # val_{ppo,supervised,buy_and_hold}_*, test_* likewise (if a test segment), run facts
     history: list[dict[str, Any]]  # one row per update (UpdateRecord.to_dict()), update 0 = the starting policy
@@ -56,30 +56,6 @@ class PolicyFitResult:
     @property
     def improved(self) -> bool:
         return self.ppo.improved
-
-
-def split_from_record(record: Mapping[str, Any]) -> Split:
-    """The `Split` a lineage record stores (`Split.to_dict()`)."""
-    try:
-        bounds = {name: (pd.Timestamp(record[name][0]), pd.Timestamp(record[name][1]))
-                  for name in record if name != "embargo"}
-        return Split(bounds=bounds, embargo=int(record["embargo"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise PlusUltraError(f"the checkpoint's lineage holds no readable split ({error}): {dict(record)}") from None
-
-
-def policy_windows(cfg: ExperimentConfig, data: TrainingData, supervised: TrainedModel) -> WindowedData:
-    """`data` windowed exactly as the supervised model saw it: its split, scaler, features and sizes."""
-    missing = [name for name in supervised.feature_names if name not in data.features.columns]
-    if missing:
-        raise PlusUltraError(
-            f"the feature table lacks {len(missing)} feature(s) the supervised checkpoint {supervised.path} was "
-            f"trained on (first: {missing[:5]}); compute features with the same features: section"
-        )
-    windows = cfg.windows.model_copy(update={"window": supervised.window, "horizon": supervised.horizon})
-    split = split_from_record(supervised.lineage.split)
-    features = data.features[list(supervised.feature_names)]
-    return build_windows(features, build_targets(data.panel, supervised.horizon), split, windows, supervised.scaler)
 
 
 def run_key(cfg: ExperimentConfig, parent_fingerprint: str, data: TrainingData) -> str:
@@ -140,9 +116,9 @@ def finetune_checkpoint(
     )
     base_dir = Path(root) if root is not None else home() / "checkpoints" / POLICY_KIND
     path = (base_dir / run_key(cfg, parent_fp, data) / ARTIFACT).resolve()
-    save_policy(path, result.policy, env=EnvConfig.from_config(cfg.rl, cfg.costs),
-                feature_names=windowed.feature_names, scaler=windowed.scaler, window=windowed.window,
-                horizon=windowed.horizon, lineage=lineage)
+    write_policy(path, net=result.policy.net, state_proj=result.policy.state_proj.weight,
+                 env=env_record(EnvConfig.from_config(cfg.rl, cfg.costs)), feature_names=windowed.feature_names,
+                 scaler=windowed.scaler, window=windowed.window, horizon=windowed.horizon, lineage=lineage)
     logger.info("ppo policy written to %s (best update %d, validation net Sharpe %.3f vs supervised %.3f)", path,
                 result.best_update, metrics["val_ppo_sharpe_net"], metrics["val_supervised_sharpe_net"])
     return PolicyFitResult(path, lineage, metrics, [r.to_dict() for r in result.history], result, test_positions)

@@ -28,7 +28,7 @@ from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET
 from plus_ultra_ml.serving.featurise import FeatureRecipe, compute_model_features
 from plus_ultra_ml.serving.predictor import return_units, run_network
-from plus_ultra_ml.training.checkpoint import TrainedModel
+from plus_ultra_ml.checkpoints.supervised import TrainedModel
 
 
 def window_ends(finite_rows: np.ndarray, symbol_codes: np.ndarray, window: int) -> np.ndarray:

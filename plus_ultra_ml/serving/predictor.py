@@ -1,6 +1,6 @@
 """The predictor: a supervised checkpoint, the recipe of its inputs, and the latest signal per symbol.
 
-`Predictor.load(path)` rebuilds the network from the file alone (training/checkpoint.py,
+`Predictor.load(path)` rebuilds the network from the file alone (checkpoints/supervised.py,
 ``torch.load(weights_only=True)``), pins its feature definitions (serving/featurise.py) and checks
 that the features computed here have the fingerprint recorded in the checkpoint's lineage.
 `Predictor.predict(symbols)` returns, per symbol, the signal at its newest bar:
@@ -36,11 +36,12 @@ import pandas as pd
 import torch
 
 from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.checkpoints.format import POLICY_FORMAT, CheckpointError, file_format
+from plus_ultra_ml.checkpoints.supervised import TrainedModel, load_checkpoint
 from plus_ultra_ml.config import FeaturesConfig, ServiceConfig, config_from_dict
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord
 from plus_ultra_ml.serving.featurise import FeatureRecipe, LatestFeaturiser, LatestWindows, recipe_for
-from plus_ultra_ml.training.checkpoint import CheckpointError, TrainedModel, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +149,7 @@ def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
     try:
         model = load_checkpoint(path, map_location=device)
     except CheckpointError as error:
-        kind = _file_format(path)
-        if kind == "plus_ultra.policy":
+        if file_format(path) == POLICY_FORMAT:
             raise PredictorError(
                 f"{path} is a PPO policy: it is stateful (its position depends on its own previous position and "
                 "recent PnL), which a stateless /predict cannot supply; serve its parent supervised checkpoint "
@@ -162,14 +162,6 @@ def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
             "heads (`plus-ultra train` or the supervised_checkpoint asset writes one)"
         )
     return model
-
-
-def _file_format(path: Path) -> str | None:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - only used to refine an error message already being raised
-        return None
-    return payload.get("format") if isinstance(payload, Mapping) else None
 
 
 def training_periods_per_year(db_path: str | Path, lineage: LineageRecord, timeout_s: float = 10.0) -> float | None:

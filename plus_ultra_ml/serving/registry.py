@@ -1,15 +1,10 @@
-"""The production registry: a promotion gate, immutable copies, and one atomic production pointer.
+"""The production registry: immutable copies of promoted checkpoints and one atomic production pointer.
 
-A checkpoint becomes "production" only through `Registry.promote`, and only when the gate passes:
-the same checks the Dagster `supervised_checkpoint` asset runs on the held-out test tail
-(plus_ultra_assets/assets/models.py), evaluated here from the metrics in the checkpoint's own
-lineage, plus any external results the caller brings (the Dagster layer passes the recorded asset
-check evaluations of the materialisation it promotes):
-
-    servable              a supervised checkpoint (forecast and position heads trained)
-    finite_losses         every held-out and validation loss is finite
-    heldout_ic_positive   held-out IC of the next-bar return > 0
-    beats_naive_baselines held-out IC > the momentum and the linear baseline's IC on the same windows
+A checkpoint becomes "production" only through `Registry.promote`, and only when the promotion gate
+(gate.py `evaluate_gate`: servable, finite_losses, heldout_ic_positive, beats_naive_baselines) passes
+on the metrics in the checkpoint's own lineage, plus any external results the caller brings (the
+Dagster layer passes the recorded asset check evaluations of the materialisation it promotes; those
+checks are themselves the gate's held-out criteria).
 
 Layout under ``service.registry_dir`` (default ``$PLUS_ULTRA_HOME/registry``):
 
@@ -29,7 +24,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,81 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from plus_ultra_ml.artifacts import atomic_path, file_fingerprint, home, write_text_atomic
+from plus_ultra_ml.checkpoints.chain import read_lineage
 from plus_ultra_ml.config import ServiceConfig
 from plus_ultra_ml.errors import PlusUltraError
-from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc, read_lineage, write_sidecar
+from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc, write_sidecar
+from plus_ultra_ml.serving.gate import CheckOutcome, GateResult, evaluate_gate
 
 logger = logging.getLogger(__name__)
 
 POINTER = "production.lineage.json"
 PRODUCTION_KIND = "production"
-SERVABLE_KIND = "supervised"
-BASELINES = ("baseline_momentum_ic_next_bar", "baseline_linear_ic_next_bar")
 
 
 class RegistryError(PlusUltraError):
     """The registry or its pointer is unreadable, or a promotion cannot proceed."""
-
-
-# --------------------------------------------------------------------------------------------
-# the gate
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CheckOutcome:
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class GateResult:
-    checks: tuple[CheckOutcome, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    def failures(self) -> list[CheckOutcome]:
-        return [c for c in self.checks if not c.passed]
-
-    def to_dict(self) -> dict[str, Any]:
-        checks = {c.name: {"passed": c.passed, "detail": c.detail} for c in self.checks}
-        return {"passed": self.passed, "checks": checks}
-
-    def summary(self) -> str:
-        if self.passed:
-            return "every check passed: " + ", ".join(c.name for c in self.checks)
-        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures())
-
-
-def _number(metrics: Mapping[str, Any], key: str) -> float:
-    value = metrics.get(key)
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan
-
-
-def evaluate_gate(record: LineageRecord, external: Mapping[str, bool] | None = None) -> GateResult:
-    """The promotion gate on a checkpoint's lineage (see the module docstring); `external` adds
-    named pass/fail results from elsewhere (Dagster asset checks), each of which must pass too."""
-    m = record.metrics
-    checks = [CheckOutcome("servable", record.kind == SERVABLE_KIND,
-                           f"kind {record.kind!r}" + ("" if record.kind == SERVABLE_KIND else
-                                                      f"; only {SERVABLE_KIND!r} checkpoints are served"))]
-    losses = {k: m.get(k) for k in m if k.startswith(("test_loss", "val_loss"))}
-    bad = sorted(k for k, v in losses.items() if not math.isfinite(_number(m, k)))
-    if "test_loss" not in losses:
-        bad.append("test_loss (not recorded: train with windows.test_fraction > 0)")
-    checks.append(CheckOutcome("finite_losses", not bad,
-                               f"{len(losses)} losses finite" if not bad else f"not finite or missing: {bad}"))
-    ic = _number(m, "test_ic_next_bar")
-    checks.append(CheckOutcome("heldout_ic_positive", ic > 0, f"held-out IC of the next-bar return {ic:.4f}"))
-    baselines = {k: _number(m, k) for k in BASELINES}
-    beaten = [k for k, v in baselines.items() if not ic > v]  # NaN on either side fails
-    numbers = ", ".join(f"{k} {v:.4f}" for k, v in baselines.items())
-    checks.append(CheckOutcome("beats_naive_baselines", not beaten,
-                               f"held-out IC {ic:.4f} vs {numbers}" + (f"; not above {beaten}" if beaten else "")))
-    for name, passed in sorted((external or {}).items()):
-        checks.append(CheckOutcome(f"external:{name}", bool(passed), "passed" if passed else "failed"))
-    return GateResult(tuple(checks))
 
 
 # --------------------------------------------------------------------------------------------

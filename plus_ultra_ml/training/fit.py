@@ -13,7 +13,7 @@ Both run the same shape of work, under one Lightning loop each:
 4. reload the best weights and score them on the split's test segment only (never on training or
    validation rows) with evaluation/heldout.py: held-out loss, IC by horizon, the position head's
    net Sharpe, and the baselines of evaluation/baselines.py on the same windows;
-5. write `model.pt` (training/checkpoint.py) with its lineage embedded, and `model.lineage.json`.
+5. write `model.pt` (checkpoints/supervised.py) with its lineage embedded, and `model.lineage.json`.
 
 `TrainingData` (data/training_data.py) is the input; `experiments.dataset.load_training_data` builds
 one from a database. The walk-forward room (experiments/fold.py) calls these with
@@ -38,6 +38,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from plus_ultra_ml.artifacts import file_fingerprint, home
+from plus_ultra_ml.checkpoints.backbone import warm_start
+from plus_ultra_ml.checkpoints.format import read_payload
+from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 from plus_ultra_ml.config import ExperimentConfig, LoopConfig, TrainConfig
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import Split, build_targets
@@ -47,7 +50,6 @@ from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.threads import torch_threads
 from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
-from plus_ultra_ml.training.checkpoint import warm_start, write_checkpoint
 from plus_ultra_ml.training.datamodule import WindowDataModule
 from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.lit_modules import PretrainModule, SupervisedModule
@@ -74,7 +76,7 @@ class RunIds:
 
 @dataclass(frozen=True)
 class FitResult:
-    checkpoint: Path  # model.pt: load with training.checkpoint.load_checkpoint
+    checkpoint: Path  # model.pt: load with checkpoints.supervised.load_checkpoint
     lineage: LineageRecord
     metrics: dict[str, float]  # flat: test_* (held-out), baseline_* (same windows), val_* (best epoch)
     run_dir: Path
@@ -162,7 +164,7 @@ def _resume_point(run_dir: Path, resume: bool) -> tuple[Path | None, int | None]
     last = run_dir / LIGHTNING_DIR / "last.ckpt"
     if not resume or not last.is_file():
         return None, None
-    step = torch.load(last, map_location="cpu", weights_only=True).get("global_step")
+    step = read_payload(last).get("global_step")
     logger.info("resuming from %s (step %s)", last, step)
     return last, int(step) if step is not None else None
 
@@ -177,7 +179,7 @@ def _load_best(module: L.LightningModule, best: ModelCheckpoint) -> str | None:
     if not path or not Path(path).is_file():
         logger.warning("no best checkpoint was written (no validation ran?): keeping the final weights")
         return None
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    module.load_state_dict(read_payload(path)["state_dict"])
     return path
 
 

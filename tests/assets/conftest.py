@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plus_ultra_assets.io_managers import ParquetIOManager
+from plus_ultra_assets.io_managers import CheckpointIOManager, ParquetIOManager
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.config import FixtureConfig
 from plus_ultra_ml.synthetic.fixture import build_fixture
@@ -28,11 +28,13 @@ def resources_for(tmp_path, request):
 
     def _make(db_path, *overrides: str) -> dict:
         experiment = ExperimentConfigResource(path=str(root / SMOKE), overrides=list(overrides))
+        artifacts = ArtifactsResource(root=str(tmp_path))
         return {
             "experiment": experiment,
             "market_database": MarketDatabase(path=str(db_path), experiment=experiment),
-            "artifacts": ArtifactsResource(root=str(tmp_path)),
-            "parquet_io": ParquetIOManager(base_path=str(tmp_path / "assets")),
+            "artifacts": artifacts,
+            "parquet_io": ParquetIOManager(artifacts=artifacts),
+            "checkpoint_io": CheckpointIOManager(artifacts=artifacts),
         }
 
     return _make

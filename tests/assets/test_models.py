@@ -9,8 +9,10 @@ import dagster as dg
 import pytest
 
 from plus_ultra_assets.assets import features, market, models
+from plus_ultra_assets.io_managers import CheckpointIOManager
+from plus_ultra_assets.resources import ArtifactsResource
 from plus_ultra_ml.artifacts import file_fingerprint
-from plus_ultra_ml.lineage import lineage_chain, read_lineage
+from plus_ultra_ml.checkpoints.chain import lineage_chain, read_lineage
 
 ASSETS = [market.market_db, market.market_panel, market.regime_labels, features.feature_table,
           models.pretrained_backbone, models.supervised_checkpoint]
@@ -48,6 +50,8 @@ def test_models_group_materialises_with_lineage_and_checks(small_market, resourc
         assert len(lineage.features["fingerprint"]) == 64
 
 
-def test_supervised_needs_a_pretrained_backbone_first():
-    with dg.instance_for_test() as instance, pytest.raises(dg.Failure, match="materialise it first"):
-        models.pretrained_backbone_path(instance)
+def test_supervised_needs_a_pretrained_backbone_first(tmp_path):
+    io = CheckpointIOManager(artifacts=ArtifactsResource(root=str(tmp_path)))
+    context = dg.build_input_context(asset_key=dg.AssetKey("pretrained_backbone"))
+    with pytest.raises(dg.Failure, match="materialise pretrained_backbone first"):
+        io.load_input(context)

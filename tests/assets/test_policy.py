@@ -7,6 +7,7 @@ import pytest
 
 from plus_ultra_assets.assets import features, market, policy
 from plus_ultra_assets.resources import ExperimentConfigResource
+from plus_ultra_ml.checkpoints.ref import CheckpointRef
 
 # Small and fast: one short supervised epoch, a few PPO updates, one torch thread.
 OVERRIDES = ("windows.window=16", "train.epochs=1", "train.limit_train_batches=3", "train.limit_val_batches=2",
@@ -14,16 +15,16 @@ OVERRIDES = ("windows.window=16", "train.epochs=1", "train.limit_train_batches=3
              "rl.minibatch_size=128", "rl.threads=1")
 
 
-@dg.asset(name="supervised_checkpoint", group_name="models")
+@dg.asset(name="supervised_checkpoint", group_name="models", io_manager_key="checkpoint_io")
 def supervised_stub(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
-                    market_panel: pd.DataFrame, feature_table: pd.DataFrame) -> dg.MaterializeResult:
-    """The supervised stage as the training room's asset publishes it: model.pt under `path` metadata."""
+                    market_panel: pd.DataFrame, feature_table: pd.DataFrame) -> CheckpointRef:
+    """The supervised stage as the training room's asset publishes it: a handle to its model.pt."""
     from plus_ultra_ml.data.training_data import TrainingData
     from plus_ultra_ml.training.fit import train_supervised
 
     cfg = experiment.load()
     result = train_supervised(cfg, TrainingData(feature_table, market_panel, "test"), resume=False)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(result.checkpoint))})
+    return CheckpointRef(result.checkpoint, result.lineage)
 
 
 ASSETS = [market.market_db, market.market_panel, market.regime_labels, features.feature_table, supervised_stub,
@@ -43,8 +44,8 @@ def one_torch_thread():
 
 def test_ppo_policy_materialises_with_lineage_and_checks(small_market, resources_for, tmp_path, monkeypatch,
                                                          one_torch_thread):
-    from plus_ultra_ml.lineage import lineage_chain
-    from plus_ultra_ml.rl.checkpoint import load_policy
+    from plus_ultra_ml.checkpoints.chain import lineage_chain
+    from plus_ultra_ml.rl.trained import load_policy
 
     monkeypatch.setenv("PLUS_ULTRA_HOME", str(tmp_path / "home"))
     with dg.instance_for_test() as instance:
@@ -55,7 +56,7 @@ def test_ppo_policy_materialises_with_lineage_and_checks(small_market, resources
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()
                   if c.asset_key.to_user_string() == "ppo_policy"}
     path = meta["path"].value
-    assert path.startswith(str(tmp_path / "home" / "checkpoints" / "ppo_policy"))
+    assert path.startswith(str(tmp_path / "checkpoints" / "ppo_policy"))  # under the artifacts resource's root
     assert meta["parent"].value == parent and meta["updates"].value == 2
     for key in ("val_net_sharpe_ppo", "val_net_sharpe_supervised", "val_net_sharpe_buy_and_hold"):
         assert isinstance(meta[key].value, float)
@@ -84,8 +85,9 @@ def test_beats_supervised_check_warns_with_the_numbers(improved):
 def test_ppo_policy_fails_clearly_without_a_supervised_checkpoint(small_market, resources_for, tmp_path):
     with dg.instance_for_test() as instance:
         assets = [market.market_db, market.market_panel, market.regime_labels, features.feature_table,
-                  policy.ppo_policy]
-        result = dg.materialize(assets, resources=resources_for(small_market, *OVERRIDES), instance=instance,
+                  policy.ppo_policy]  # supervised_checkpoint is defined but never materialised
+        result = dg.materialize([*assets, supervised_stub], selection=assets,
+                                resources=resources_for(small_market, *OVERRIDES), instance=instance,
                                 raise_on_error=False)
         assert not result.success
         failure = [e for e in result.all_events if e.is_step_failure][0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from plus_ultra_assets.assets import serving
+from plus_ultra_assets.io_managers import CheckpointIOManager
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ def tiny_checkpoint(path: Path, metrics: dict, seed: int = 0) -> Path:
     from plus_ultra_ml.data.windows import RobustScaler
     from plus_ultra_ml.lineage import LineageRecord, now_utc
     from plus_ultra_ml.models.registry import build_from_config
-    from plus_ultra_ml.training.checkpoint import write_checkpoint
+    from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 
     torch.manual_seed(seed)
     net = build_from_config(ModelConfig(backbone={"d_model": 8, "n_layers": 1, "n_heads": 2, "d_state": 4,
@@ -37,29 +38,33 @@ def tiny_checkpoint(path: Path, metrics: dict, seed: int = 0) -> Path:
 
 
 def supervised_stub(checkpoint: Path, passed: dict[str, bool]):
-    """supervised_checkpoint as the training room's asset publishes it: `path` metadata and three checks."""
+    """supervised_checkpoint as the training room's asset publishes it: a checkpoint handle and three checks."""
+    from plus_ultra_ml.checkpoints.chain import read_lineage
+    from plus_ultra_ml.checkpoints.ref import CheckpointRef
 
-    @dg.asset(name="supervised_checkpoint", group_name="models",
+    @dg.asset(name="supervised_checkpoint", group_name="models", io_manager_key="checkpoint_io",
               check_specs=[dg.AssetCheckSpec(n, asset="supervised_checkpoint") for n in serving.SUPERVISED_CHECKS])
-    def stub() -> dg.MaterializeResult:
-        return dg.MaterializeResult(
-            metadata={"path": dg.MetadataValue.path(str(checkpoint))},
-            check_results=[dg.AssetCheckResult(check_name=n, passed=passed.get(n, True),
-                                               severity=dg.AssetCheckSeverity.WARN) for n in serving.SUPERVISED_CHECKS])
+    def stub():
+        yield dg.Output(CheckpointRef(checkpoint, read_lineage(checkpoint)))
+        for n in serving.SUPERVISED_CHECKS:
+            yield dg.AssetCheckResult(check_name=n, passed=passed.get(n, True), severity=dg.AssetCheckSeverity.WARN)
 
     return stub
 
 
 @pytest.fixture
 def resources(tmp_path):
+    artifacts = ArtifactsResource(root=str(tmp_path / "home"))
     return {"experiment": ExperimentConfigResource(path=str(ROOT / "configs" / "smoke.yaml")),
-            "artifacts": ArtifactsResource(root=str(tmp_path / "home"))}
+            "artifacts": artifacts, "checkpoint_io": CheckpointIOManager(artifacts=artifacts)}
 
 
 def materialise(instance, checkpoint, passed, resources):
-    upstream = dg.materialize([supervised_stub(checkpoint, passed)], instance=instance)
+    upstream = dg.materialize([supervised_stub(checkpoint, passed)], instance=instance,
+                              resources={"checkpoint_io": resources["checkpoint_io"]})
     assert upstream.success
-    result = dg.materialize([serving.production_model], instance=instance, resources=resources)
+    result = dg.materialize([supervised_stub(checkpoint, passed), serving.production_model],
+                            selection=[serving.production_model], instance=instance, resources=resources)
     assert result.success
     meta = result.asset_materializations_for_node("production_model")[0].metadata
     (check,) = result.get_asset_check_evaluations()
@@ -104,10 +109,11 @@ def test_weak_held_out_metrics_block_promotion_even_when_checks_say_pass(tmp_pat
     assert meta["production_fingerprint"].value == ""
 
 
-def test_without_a_supervised_materialisation_it_fails_loudly(resources):
+def test_without_a_supervised_materialisation_it_fails_loudly(tmp_path, resources):
+    never = supervised_stub(tmp_path / "never" / "model.pt", {})  # defined upstream, never materialised
     with dg.instance_for_test() as instance:
-        result = dg.materialize([serving.production_model], instance=instance, resources=resources,
-                                raise_on_error=False)
+        result = dg.materialize([never, serving.production_model], selection=[serving.production_model],
+                                instance=instance, resources=resources, raise_on_error=False)
     assert not result.success
 
 

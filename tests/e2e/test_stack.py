@@ -220,7 +220,8 @@ def test_new_candles_start_exactly_one_run(stack):
     assert stack.wait("the sensor's run to finish", lambda: _finished(stack, run_id), timeout=900, every=5) == "SUCCESS"
     policy = stack.latest_metadata("ppo_policy")
     assert policy["runId"] == run_id
-    from plus_ultra_ml.lineage import database_fingerprint, read_lineage
+    from plus_ultra_ml.checkpoints.chain import read_lineage
+    from plus_ultra_ml.lineage import database_fingerprint
 
     record = read_lineage(Path(policy["path"]))
     assert record.database["fingerprint"] == database_fingerprint(stack.db)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plus_ultra_ml.models.profiling import saved_activation_bytes
+from plus_ultra_ml.profiling import saved_activation_bytes
 
 F = 5
 

@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from plus_ultra_ml.cli.app import app
-from plus_ultra_ml.models.profiling import count_flops, profile_model
+from plus_ultra_ml.profiling import count_flops, profile_model
 
 
 def test_flops_of_a_linear_backbone_are_counted_exactly(make_net):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from plus_ultra_ml.config import ConfigError, ModelConfig, load_config
-from plus_ultra_ml.models.profiling import carried_backbone
+from plus_ultra_ml.profiling import carried_backbone
 from plus_ultra_ml.models.registry import ARCHITECTURES, backbone_config, build_from_config, recipe_from_config
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"

@@ -78,11 +78,11 @@ def one_torch_thread():
 
 
 def write_supervised(path, features, panel, window=8, horizon=1, seed=0, split=None):
-    """A supervised-format model.pt (training/checkpoint.py) of a tiny net, with the split in its lineage.
+    """A supervised-format model.pt (checkpoints/supervised.py) of a tiny net, with the split in its lineage.
 
     The weights are untrained: these tests exercise the plumbing, not the quality of the parent."""
     from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
-    from plus_ultra_ml.training.checkpoint import write_checkpoint
+    from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 
     cfg = WindowsConfig(window=window, horizon=horizon, val_fraction=0.2, test_fraction=0.2)
     split = split or split_by_fraction(features.index.get_level_values("timestamp"), cfg)

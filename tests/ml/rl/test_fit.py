@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.checkpoints.chain import lineage_chain, read_lineage
+from plus_ultra_ml.checkpoints.format import CheckpointError
+from plus_ultra_ml.checkpoints.policy import PolicyCheckpointError
+from plus_ultra_ml.checkpoints.supervised import load_checkpoint
+from plus_ultra_ml.checkpoints.windows import policy_windows
 from plus_ultra_ml.config import config_from_dict
 from plus_ultra_ml.data.training_data import TrainingData
-from plus_ultra_ml.lineage import lineage_chain, read_lineage
-from plus_ultra_ml.rl.checkpoint import PolicyCheckpointError, load_policy
-from plus_ultra_ml.rl.fit import finetune_checkpoint, policy_windows
-from plus_ultra_ml.training.checkpoint import CheckpointError, load_checkpoint
+from plus_ultra_ml.rl.fit import finetune_checkpoint
+from plus_ultra_ml.rl.trained import load_policy
 
 from .conftest import COSTS, planted_frames, write_supervised
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 from plus_ultra_ml.config import ExperimentConfig, FixtureConfig, config_from_dict
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets, build_windows, split_by_fraction
@@ -23,7 +24,6 @@ from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.synthetic.fixture import build_fixture
-from plus_ultra_ml.training.checkpoint import write_checkpoint
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 ROWS = 3000  # per symbol: more than twice the bars one prediction reads (1,171 with window 8)

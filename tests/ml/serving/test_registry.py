@@ -8,9 +8,10 @@ import math
 import pytest
 
 from plus_ultra_ml.artifacts import file_fingerprint
-from plus_ultra_ml.lineage import lineage_chain, read_lineage
+from plus_ultra_ml.checkpoints.chain import lineage_chain, read_lineage
 from plus_ultra_ml.serving.predictor import Predictor, PredictorError
-from plus_ultra_ml.serving.registry import Registry, RegistryError, evaluate_gate
+from plus_ultra_ml.serving.gate import evaluate_gate
+from plus_ultra_ml.serving.registry import Registry, RegistryError
 
 from .conftest import GOOD_METRICS, make_checkpoint
 
@@ -29,10 +30,25 @@ def registry(tmp_path):
     ({"val_loss": None}, ["finite_losses"]),
 ])
 def test_gate_mirrors_the_asset_checks(checkpoint, change, failing):
+    import dagster as dg
+
+    from plus_ultra_assets.assets.models import gate_check_results, supervised_checkpoint
+
     record = read_lineage(checkpoint)
-    gate = evaluate_gate(record.with_updates(metrics={**GOOD_METRICS, **change}))
+    metrics = {**GOOD_METRICS, **change}
+    gate = evaluate_gate(record.with_updates(metrics=metrics))
     assert [c.name for c in gate.failures()] == failing
     assert gate.passed == (not failing)
+    # the supervised_checkpoint asset's checks on the same metrics: one per held-out criterion of the
+    # gate, with the same verdict, the same severity, and specs of the same names
+    checks = {c.check_name: c for c in gate_check_results(metrics)}
+    criteria = {c.name: c for c in gate.checks if c.name != "servable"}
+    assert list(checks) == list(criteria)
+    assert {n: c.passed for n, c in checks.items()} == {n: c.passed for n, c in criteria.items()}
+    assert {n: c.severity for n, c in checks.items()} == {
+        n: dg.AssetCheckSeverity.ERROR if c.severity == "error" else dg.AssetCheckSeverity.WARN
+        for n, c in criteria.items()}
+    assert {s.name for s in supervised_checkpoint.check_specs} == set(criteria)
 
 
 def test_gate_needs_held_out_metrics_a_servable_kind_and_passing_external_checks(checkpoint):

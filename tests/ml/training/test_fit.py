@@ -21,12 +21,14 @@ import pytest
 import torch
 
 from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.checkpoints.backbone import WarmStartError, warm_start
+from plus_ultra_ml.checkpoints.chain import lineage_chain, read_lineage
+from plus_ultra_ml.checkpoints.supervised import load_checkpoint
 from plus_ultra_ml.config import ConfigError
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.heldout import heldout_metrics, segment_periods_per_year
-from plus_ultra_ml.lineage import lineage_chain, read_lineage, sidecar_path
+from plus_ultra_ml.lineage import sidecar_path
 from plus_ultra_ml.models.registry import build_from_config
-from plus_ultra_ml.training.checkpoint import WarmStartError, load_checkpoint, warm_start
 from plus_ultra_ml.training.datamodule import WindowDataModule
 from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.fit import pretrain, train_supervised

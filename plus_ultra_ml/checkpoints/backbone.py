@@ -1,20 +1,9 @@
-"""The trained-model artifact: one file that rebuilds the network and its inputs, with its lineage.
+"""Warm starts: a pretrained backbone's weights, from any Plus Ultra file, into a new network.
 
-`model.pt` (written atomically, read with ``torch.load(weights_only=True)``: plain containers and
-tensors only, no pickled code) holds
-
-    format, version, kind      "plus_ultra.checkpoint", 1, "pretrain" | "supervised"
-    model                      models.spec.model_spec(net): recipe (architecture, config,
-                               vocabulary, heads) + state dict
-    feature_names              the input columns, in order
-    scaler                     the RobustScaler fitted on the training rows (serving reuses it)
-    windows                    {"window": T, "horizon": H}
-    lineage                    LineageRecord.to_dict()
-
-and `model.lineage.json` beside it. Warm starts (`warm_start`) accept this file, a Lightning
-checkpoint written by training/ (which embeds the model spec under ``plus_ultra``), or a bare model
-spec (models.spec.save_model); they check that the backbone would be rebuilt identically and name
-every mismatched config or weight key.
+`warm_start` accepts a `model.pt` (supervised.py), a Lightning checkpoint written by training/
+(which embeds the model spec under ``plus_ultra``), or a bare model spec (models.spec.model_spec
+saved as is); it checks that the backbone would be rebuilt identically and names every mismatched
+config or weight key.
 """
 
 from __future__ import annotations
@@ -26,100 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from plus_ultra_ml.artifacts import atomic_path, file_fingerprint
-from plus_ultra_ml.data.windows import RobustScaler
+from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.checkpoints.format import CHECKPOINT_FORMAT, LIGHTNING_KEY, CheckpointError, read_payload
 from plus_ultra_ml.errors import PlusUltraError
-from plus_ultra_ml.lineage import LineageRecord, plain, write_sidecar
+from plus_ultra_ml.lineage import LineageRecord
 from plus_ultra_ml.models.network import PlusUltraNet
-from plus_ultra_ml.models.spec import SPEC_FORMAT, ModelSpecError, build_from_spec, model_spec, recipe_from_spec
+from plus_ultra_ml.models.spec import SPEC_FORMAT, ModelSpecError, recipe_from_spec
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "plus_ultra.checkpoint"
-CHECKPOINT_VERSION = 1
-LIGHTNING_KEY = "plus_ultra"  # training/lit_modules.SPEC_KEY
-
-
-class CheckpointError(PlusUltraError):
-    """A checkpoint file is missing, unreadable, or not a Plus Ultra artifact."""
 
 
 class WarmStartError(PlusUltraError):
     """A pretrained backbone does not fit the model being trained (the message names every key)."""
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """A loaded artifact: the network (eval mode) and everything needed to feed it."""
-
-    net: PlusUltraNet
-    scaler: RobustScaler
-    feature_names: list[str]
-    window: int
-    horizon: int
-    kind: str
-    lineage: LineageRecord
-    path: Path
-
-
-def write_checkpoint(path: str | Path, *, kind: str, net: PlusUltraNet, feature_names: Sequence[str],
-                     scaler: RobustScaler, window: int, horizon: int, lineage: LineageRecord) -> Path:
-    """Write the artifact atomically, then its lineage sidecar (which records the file's sha256)."""
-    path = Path(path)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "kind": kind,
-        "model": model_spec(net),
-        "feature_names": [str(f) for f in feature_names],
-        "scaler": plain(scaler.to_dict()),
-        "windows": {"window": int(window), "horizon": int(horizon)},
-        "lineage": lineage.to_dict(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    write_sidecar(lineage, path)
-    return path
-
-
-def _read(path: str | Path) -> Mapping[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for foreign or truncated files
-        raise CheckpointError(f"{path} is not a readable torch checkpoint (weights_only load): {error}") from None
-    if not isinstance(payload, Mapping):
-        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint")
-    return payload
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TrainedModel:
-    """Rebuild a `model.pt` artifact from the file alone (no config, no data)."""
-    payload = _read(path)
-    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} is not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} file (format={payload.get('format')!r}); "
-            "pass the model.pt written by `plus-ultra train` / `plus-ultra pretrain`"
-        )
-    try:
-        net = build_from_spec(payload["model"], map_location)
-    except ModelSpecError as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    net.eval()
-    return TrainedModel(
-        net=net,
-        scaler=RobustScaler.from_dict(payload["scaler"]),
-        feature_names=list(payload["feature_names"]),
-        window=int(payload["windows"]["window"]),
-        horizon=int(payload["windows"]["horizon"]),
-        kind=str(payload["kind"]),
-        lineage=LineageRecord.from_dict(payload["lineage"]),
-        path=Path(path),
-    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +42,7 @@ class SourceModel:
 
 def read_model_source(path: str | Path) -> SourceModel:
     """The model spec inside an artifact, a training Lightning checkpoint, or a bare spec file."""
-    payload = _read(path)
+    payload = read_payload(path)
     if payload.get("format") == CHECKPOINT_FORMAT:
         return SourceModel(payload["model"], list(payload["feature_names"]),
                            LineageRecord.from_dict(payload["lineage"]), str(payload["kind"]))
@@ -212,4 +120,3 @@ def warm_start(net: PlusUltraNet, path: str | Path, feature_names: Sequence[str]
     net.backbone.load_state_dict(state, strict=True)
     return {"path": str(path.resolve()), "fingerprint": file_fingerprint(path), "kind": source.kind,
             "data_cutoff": parent_cutoff}
-
