@@ -1,5 +1,6 @@
-"""Architecture rules that a grep cannot be trusted with: the pure library never imports dagster, and
-its rooms import one another downhill only (no package-level import cycle)."""
+"""Architecture rules that a grep cannot be trusted with: the pure library never imports dagster, its
+rooms import one another downhill only (no package-level import cycle), and only the checkpoint room
+touches checkpoint files."""
 
 from __future__ import annotations
 
@@ -149,3 +150,31 @@ def test_a_layered_package_passes(tmp_path):
     })
     assert find_cycle(package_graph(library)) is None
     assert_no_cycle(library)
+
+
+def test_the_checkpoint_room_sits_below_training_rl_and_serving():
+    """It owns the file format; the rooms that train and serve call it, never the reverse."""
+    graph = package_graph(LIBRARY)
+    assert set(graph["checkpoints"]) <= {"models", "data", "config", "lineage", "artifacts", "errors"}, \
+        graph["checkpoints"]
+    assert {"training", "rl", "serving"} <= {room for room, arrows in graph.items() if "checkpoints" in arrows}
+
+
+def torch_file_calls(library: Path) -> list[str]:
+    """`torch.save(...)` / `torch.load(...)` calls as 'file:line', outside the checkpoint room."""
+    found = []
+    for path in sorted(library.rglob("*.py")):
+        if path.relative_to(library).parts[0] == "checkpoints":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("save", "load")
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                found.append(f"{path.relative_to(library)}:{node.lineno}")
+    return found
+
+
+def test_only_the_checkpoint_room_writes_or_reads_checkpoint_files(tmp_path):
+    assert torch_file_calls(LIBRARY) == []
+    planted = _write(tmp_path / "lib", {"training/fit.py": "import torch\ntorch.save({}, 'x.pt')\n",
+                                        "checkpoints/format.py": "import torch\ntorch.load('x.pt')\n"})
+    assert torch_file_calls(planted) == ["training/fit.py:2"]
