@@ -28,7 +28,7 @@ from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import run_baselines
-from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, SIGNAL, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FoldResult:
     fold: str
-    predictions: pd.DataFrame  # report format: fold, seed, next_return, position__*, forecast__h*, target__h*, regime__*
+    predictions: pd.DataFrame  # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*,
+    # regime__*
     checkpoints: dict[str, list[str]]  # "supervised" / "ppo" -> one path per seed
     metrics: dict[str, float] = field(default_factory=dict)  # per-seed test metrics, flattened
 
@@ -101,9 +102,12 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
         metrics.update(seed_metrics)
     predictions = pd.concat(pieces)
     targets = build_targets(data.panel, cfg.windows.horizon)
-    baselines = run_baselines(data.panel, data.features, targets, fold.split, "test", seed=cfg.seed)
+    baselines = run_baselines(data.panel, data.features, targets, fold.split, "test", seed=cfg.seed,
+                              config=cfg.baselines)
     for name, result in baselines.items():
         predictions[POSITION + name] = result.position.reindex(predictions.index).to_numpy()
+        if result.forecast is not None:  # the forecast behind the position, scored by IC in the report
+            predictions[SIGNAL + name] = result.forecast.reindex(predictions.index).to_numpy()
     predictions["next_return"] = targets.next_return.reindex(predictions.index).to_numpy()
     if regimes is not None:
         for column in regimes.columns:
