@@ -63,10 +63,12 @@ class ForecastPositions:
 
     Why both parts. Demeaning: a forecaster's bar-to-bar view is its deviation from its usual
     forecast; a constant offset is a bet on the drift, which buy_and_hold / vol_target already
-    are. Materiality: a near-constant forecast (LightGBM early-stopped at about one tree: the base
-    score plus leaf values a hundred times smaller) z-scores to O(1) positions on noise; the weight
-    shrinks it to near flat. A constant forecast (std 0) is flat. A real signal (spread comparable
-    to or larger than its mean) keeps positions close to its z-score. Nothing is fitted on the bars
+    are. Materiality: a near-constant forecast (LightGBM early-stopped at one tree: the base score
+    plus one tree's leaf values times the 0.05 learning rate; on the S&P 500 sample's first fold a
+    mean of -0.040 with a std of 0.009) z-scores to O(1) positions on noise; the weight (0.047 there)
+    shrinks it to near flat, where ``clip(f / (2 std))`` held -1 on every test bar. A constant
+    forecast (std 0) is flat. A real signal (spread comparable to or larger than its mean) keeps
+    positions close to its z-score. Nothing is fitted on the bars
     being scored: `fit` sees training forecasts, `transform` applies the fitted numbers.
     NaN forecasts (no view) are flat.
     """

@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FoldResult:
     fold: str
-    predictions: pd.DataFrame  # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*,
-    # regime__*
+    # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*, regime__*
+    predictions: pd.DataFrame
     checkpoints: dict[str, list[str]]  # "supervised" / "ppo" -> one path per seed
     metrics: dict[str, float] = field(default_factory=dict)  # per-seed test metrics, flattened
 

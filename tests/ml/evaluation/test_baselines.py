@@ -155,7 +155,8 @@ def test_lightgbm_threads_come_from_config(market, monkeypatch):
     assert ExperimentConfig().baselines.num_threads == 1
     assert config_from_dict({}, ["baselines.num_threads=3"]).baselines.num_threads == 3
     seen, train = [], lgb.train
-    monkeypatch.setattr(lgb, "train", lambda params, *a, **k: seen.append(params["num_threads"]) or train(params, *a, **k))
+    monkeypatch.setattr(lgb, "train",
+                        lambda params, *a, **k: seen.append(params["num_threads"]) or train(params, *a, **k))
     panel, features, targets, split = market
     baselines.run_baselines(panel, features, targets, split, names=("lightgbm",), config=BaselinesConfig(num_threads=2))
     assert seen == [2]

@@ -121,7 +121,8 @@ def test_paired_differences_resample_the_same_bars_for_both_strategies():
     assert paired.loc["buy_and_hold", "sharpe_diff"] == pytest.approx(overall["model"] - overall["buy_and_hold"])
     assert paired.loc["flat", "sharpe_diff"] == pytest.approx(overall["model"])  # flat: Sharpe 0 by convention
     assert (paired["bars"] == 400).all()
-    assert "Model minus each strategy" in to_markdown(report, {}) and "Signal quality by strategy" in to_markdown(report, {})
+    markdown = to_markdown(report, {})
+    assert "Model minus each strategy" in markdown and "Signal quality by strategy" in markdown
 
 
 def test_paired_and_strategy_ic_with_several_seeds():

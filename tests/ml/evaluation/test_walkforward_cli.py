@@ -52,7 +52,8 @@ def test_walkforward_runs_every_fold_out_of_sample_and_writes_the_report(market,
     assert predictions["signal__lightgbm"].notna().all()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     markdown = (tmp_path / "report.md").read_text()
-    assert "lightgbm" in markdown and "Signal quality by strategy" in markdown and "Model minus each strategy" in markdown
+    assert "lightgbm" in markdown and "Signal quality by strategy" in markdown
+    assert "Model minus each strategy" in markdown
     table = pd.read_parquet(tmp_path / "report_metrics.parquet")
     assert {"model", "ridge", "lightgbm", "momentum"} <= set(table.query("scope == 'strategy_ic'")["strategy"])
     assert "lightgbm" in set(table.query("scope == 'paired' and metric == 'sharpe_diff'")["strategy"])
