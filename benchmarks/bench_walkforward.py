@@ -206,7 +206,7 @@ def fixture(args: argparse.Namespace) -> None:
     print_validation(results)
     overall = print_report(with_references(predictions, data.panel), cfg, truth.oracle_sharpe_net, args.out)
     ours = [s for s in ("model", "ppo") if s in overall.index]
-    baselines = [s for s in overall.index if s not in (*ours, "forecast_sign", "oracle")]
+    baselines = [s for s in overall.index if s not in (*ours, "forecast", "forecast_sign", "oracle")]
     best_baseline = overall.loc[baselines, "sharpe"].max()
     for name in ours:
         sharpe = overall.loc[name, "sharpe"]

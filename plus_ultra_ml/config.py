@@ -330,6 +330,16 @@ class WalkForwardConfig(Section):
     ppo: bool = True  # fine-tune with PPO after the supervised model in each fold
 
 
+class BaselinesConfig(Section):
+    """The baselines every model is compared with (evaluation/baselines.py)."""
+
+    # LightGBM threads. 1 on CPU: with another job on a shared 2-core machine, 2 threads spin-wait
+    # (fixture fold, best of 3: 1.18 s at 2 threads vs 0.80 s at 1; issue 15 saw 11-19 s vs 1.2 s).
+    # With the cores free 2 threads are faster (0.48 s vs 0.80 s): raise it where cores are free.
+    num_threads: int = Field(1, ge=1)
+    vol_window: int = Field(20, ge=2)  # vol_target: bars of trailing realised volatility (bars <= t)
+
+
 class TrackingConfig(Section):
     mode: Literal["offline", "disabled", "online"] = "offline"
     project: str = "plus-ultra"
@@ -385,6 +395,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = TrainConfig()
     rl: RLConfig = RLConfig()
     walkforward: WalkForwardConfig = WalkForwardConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     tracking: TrackingConfig = TrackingConfig()
     service: ServiceConfig = ServiceConfig()
     automation: AutomationConfig = AutomationConfig()

@@ -1,18 +1,28 @@
 """Baselines a model must beat, fitted on exactly the segments the model is fitted on.
 
-* buy_and_hold: long every symbol.
+* buy_and_hold: long every symbol. The report's portfolio is the mean over symbols of each
+  symbol's path, so on a panel this is also the equal-weight (1/N, rebalanced every bar) portfolio
+  of the universe.
+* persistence: the no-change forecast (expected next return zero), i.e. flat everywhere: what
+  doing nothing earns after costs (exactly zero), the floor every strategy must clear.
+* vol_target: volatility-targeted buy-and-hold, ``min(1, target / trailing realised volatility)``
+  per symbol; the realised volatility at bar t is the std of the last `vol_window` log returns
+  up to bar t (causal), the target is the median of that volatility over the symbol's training
+  bars (fitted on training data only). Flat while the volatility is unknown.
 * momentum: sign of the trailing `lookback`-bar return (time-series momentum); its forecast is
   that trailing log return itself.
 * mean_reversion: minus the sign of the trailing `lookback`-bar return; forecast minus that return.
 * ridge: ridge regression (scikit-learn) of the volatility-scaled next-bar log return on the
   same features the model sees, fitted on training rows only.
 * lightgbm: gradient-boosted trees on the same features and target (the reference Qlib's
-  benchmarks use), early-stopped on the validation segment, never on test.
+  benchmarks use), early-stopped on the validation segment, never on test; `num_threads` from
+  `baselines.num_threads` (default 1).
 
 A training row is a bar in the training segment whose next-bar target bar is in it too (the
-purge). Forecast baselines turn a forecast into a position with a scale fitted on training
-predictions: ``clip(forecast / (2 * std(train forecasts)), -1, 1)``. Every baseline returns its
-positions (and forecast, if any) on the requested segment's bars, on the panel's index.
+purge). Every forecaster's forecast becomes a position through `ForecastPositions`, fitted on its
+training forecasts only (see there: a constant or near-constant forecast maps to a near-flat
+position, not to full exposure). Every baseline returns its positions (and forecast, if any) on the
+requested segment's bars, on the panel's index.
 
 This is the one set of baselines: the walk-forward folds (experiments/fold.py) score their
 positions in the report, and the held-out metrics of every supervised fit
@@ -26,10 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from plus_ultra_ml.config import BaselinesConfig
 from plus_ultra_ml.data.windows import Split, Targets
+from plus_ultra_ml.errors import PlusUltraError
 
-BASELINES = ("buy_and_hold", "momentum", "mean_reversion", "ridge", "lightgbm")
-POSITION_SCALE_STDS = 2.0
+BASELINES = ("buy_and_hold", "persistence", "vol_target", "momentum", "mean_reversion", "ridge", "lightgbm")
+POSITION_SCALE_STDS = 2.0  # a forecast this many training stds above the training mean is full exposure
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,55 @@ class BaselineResult:
     position: pd.Series  # in [-1, 1], panel index restricted to the segment's bars
     forecast: pd.Series | None  # the signal behind the position (ridge / lightgbm: vol-scaled next-bar log
     # return; momentum / mean_reversion: +/- the trailing log return, NaN while unknown), same index
+
+
+@dataclass(frozen=True)
+class ForecastPositions:
+    """The one mapping from a forecast to a position in [-1, 1], fitted on training forecasts only.
+
+    ``position = clip((f - mean) / (2 * std), -1, 1) * materiality``, with mean and std (ddof 0) of
+    the forecaster's own forecasts on its training rows, and
+    ``materiality = std**2 / (std**2 + mean**2)``: the share of the training forecasts' mean square
+    (around zero) that is variation across bars rather than one constant offset.
+
+    Why both parts. Demeaning: a forecaster's bar-to-bar view is its deviation from its usual
+    forecast; a constant offset is a bet on the drift, which buy_and_hold / vol_target already
+    are. Materiality: a near-constant forecast (LightGBM early-stopped at one tree: the base score
+    plus one tree's leaf values times the 0.05 learning rate; on the S&P 500 sample's first fold a
+    mean of -0.040 with a std of 0.009) z-scores to O(1) positions on noise; the weight (0.047 there)
+    shrinks it to near flat, where ``clip(f / (2 std))`` held -1 on every test bar. A constant
+    forecast (std 0) is flat. A real signal (spread comparable to or larger than its mean) keeps
+    positions close to its z-score. Nothing is fitted on the bars
+    being scored: `fit` sees training forecasts, `transform` applies the fitted numbers.
+    NaN forecasts (no view) are flat.
+    """
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, train_forecast: np.ndarray) -> ForecastPositions:
+        f = np.asarray(train_forecast, dtype=np.float64)
+        f = f[np.isfinite(f)]
+        if len(f) == 0:
+            raise PlusUltraError("ForecastPositions.fit: no finite training forecast; the forecaster has no "
+                                 "training rows with finite features (check the training segment and feature warm-up)")
+        mean, std = float(f.mean()), float(f.std())
+        if std <= 64 * np.finfo(np.float64).eps * abs(mean):  # a constant, up to the rounding of its mean
+            std = 0.0
+        return cls(mean, std)
+
+    @property
+    def materiality(self) -> float:
+        second_moment = self.std**2 + self.mean**2
+        return self.std**2 / second_moment if second_moment > 0 else 0.0
+
+    def transform(self, forecast: np.ndarray) -> np.ndarray:
+        f = np.asarray(forecast, dtype=np.float64)
+        if self.std == 0.0:
+            return np.zeros_like(f)
+        z = np.nan_to_num((f - self.mean) / (POSITION_SCALE_STDS * self.std))
+        return np.clip(z, -1.0, 1.0) * self.materiality
 
 
 def segment_mask(index: pd.MultiIndex, split: Split, segment: str, horizon: int = 1) -> np.ndarray:
@@ -65,6 +126,27 @@ def buy_and_hold(close: pd.Series, split: Split, segment: str = "test") -> Basel
     return BaselineResult("buy_and_hold", pd.Series(1.0, index=close.index[rows]), None)
 
 
+def persistence(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
+    rows = _bars_of(close.index, split, segment)
+    return BaselineResult("persistence", pd.Series(0.0, index=close.index[rows]), None)
+
+
+def vol_target(close: pd.Series, split: Split, segment: str = "test", window: int = 20) -> BaselineResult:
+    by_symbol = np.log(close).groupby(level="symbol", observed=True, sort=False)
+    returns = by_symbol.diff()
+    realised = returns.groupby(level="symbol", observed=True, sort=False).transform(
+        lambda r: r.rolling(window, min_periods=window).std())  # bars <= t only
+    train = _bars_of(close.index, split, "train")
+    target = realised[train].groupby(level="symbol", observed=True).median()  # training bars only
+    symbols = close.index.get_level_values("symbol")
+    level = target.reindex(symbols).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        position = np.minimum(1.0, level / realised.to_numpy())
+    position = np.where(np.isfinite(position), position, 0.0)  # unknown volatility: flat
+    rows = _bars_of(close.index, split, segment)
+    return BaselineResult("vol_target", pd.Series(position[rows], index=close.index[rows]), None)
+
+
 def momentum(close: pd.Series, split: Split, segment: str = "test", lookback: int = 20) -> BaselineResult:
     rows = _bars_of(close.index, split, segment)
     trailing = _trailing_return(close, lookback)
@@ -87,8 +169,7 @@ def _design(features: pd.DataFrame, targets: Targets) -> tuple[np.ndarray, np.nd
 
 
 def _to_positions(name: str, forecast: np.ndarray, train_forecast: np.ndarray, index: pd.Index) -> BaselineResult:
-    scale = POSITION_SCALE_STDS * float(np.std(train_forecast)) or 1.0
-    position = np.clip(np.nan_to_num(forecast / scale), -1.0, 1.0)
+    position = ForecastPositions.fit(train_forecast).transform(forecast)
     return BaselineResult(name, pd.Series(position, index=index), pd.Series(forecast, index=index))
 
 
@@ -109,7 +190,7 @@ def ridge(features: pd.DataFrame, targets: Targets, split: Split, segment: str =
 
 
 def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
-             seed: int = 0, rounds: int = 400) -> BaselineResult:
+             seed: int = 0, rounds: int = 400, num_threads: int = 1) -> BaselineResult:
     import lightgbm as lgb
 
     x, y, ok = _design(features, targets)
@@ -117,7 +198,7 @@ def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: st
     val = ok & segment_mask(features.index, split, "val")
     params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 200,
               "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-              "seed": seed, "deterministic": True, "num_threads": 2, "verbosity": -1}
+              "seed": seed, "deterministic": True, "num_threads": num_threads, "verbosity": -1}
     booster = lgb.train(
         params, lgb.Dataset(x[train], y[train]), num_boost_round=rounds,
         valid_sets=[lgb.Dataset(x[val], y[val])], callbacks=[lgb.early_stopping(30, verbose=False)],
@@ -129,13 +210,20 @@ def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: st
 
 
 def run_baselines(panel: pd.DataFrame, features: pd.DataFrame, targets: Targets, split: Split,
-                  segment: str = "test", seed: int = 0, names: tuple[str, ...] = BASELINES) -> dict[str, BaselineResult]:
+                  segment: str = "test", seed: int = 0, names: tuple[str, ...] = BASELINES,
+                  config: BaselinesConfig = BaselinesConfig()) -> dict[str, BaselineResult]:
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise PlusUltraError(f"unknown baseline(s) {unknown}; the baselines are {list(BASELINES)}")
     close = panel["close"]
     makers = {
         "buy_and_hold": lambda: buy_and_hold(close, split, segment),
+        "persistence": lambda: persistence(close, split, segment),
+        "vol_target": lambda: vol_target(close, split, segment, window=config.vol_window),
         "momentum": lambda: momentum(close, split, segment),
         "mean_reversion": lambda: mean_reversion(close, split, segment),
         "ridge": lambda: ridge(features, targets, split, segment),
-        "lightgbm": lambda: lightgbm(features, targets, split, segment, seed=seed),
+        "lightgbm": lambda: lightgbm(features, targets, split, segment, seed=seed,
+                                     num_threads=config.num_threads),
     }
     return {name: makers[name]() for name in names}

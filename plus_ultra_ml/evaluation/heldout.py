@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.config import CostConfig
+from plus_ultra_ml.config import BaselinesConfig, CostConfig
 from plus_ultra_ml.data import calendar
 from plus_ultra_ml.data.windows import Split, Targets, WindowedData
 from plus_ultra_ml.evaluation import metrics as M
@@ -38,7 +38,10 @@ from plus_ultra_ml.evaluation.baselines import run_baselines
 FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
 # held-out baseline keys -> evaluation.baselines names; "linear" is the ridge baseline (the
 # promotion gate reads baseline_linear_ic_next_bar and baseline_momentum_ic_next_bar)
-HELDOUT_BASELINES = {"momentum": "momentum", "linear": "ridge", "buy_and_hold": "buy_and_hold"}
+# (persistence is left out: its PnL is zero on every bar, so its Sharpe is undefined; "beats persistence"
+# is "net Sharpe above zero")
+HELDOUT_BASELINES = {"momentum": "momentum", "linear": "ridge", "buy_and_hold": "buy_and_hold",
+                     "vol_target": "vol_target"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def segment_periods_per_year(data: WindowedData) -> float:
 
 def baseline_metrics(frame: pd.DataFrame, panel: pd.DataFrame, features: pd.DataFrame, targets: Targets,
                      split: Split, segment: str, costs: CostConfig, periods_per_year: float,
-                     seed: int = 0) -> dict[str, float]:
+                     seed: int = 0, config: BaselinesConfig = BaselinesConfig()) -> dict[str, float]:
     """IC and net Sharpe of the baselines (evaluation/baselines.py) on the rows of `frame`.
 
     frame: a `SegmentPredictions.frame` of `segment` (its index picks the windows scored; its
@@ -113,7 +116,7 @@ def baseline_metrics(frame: pd.DataFrame, panel: pd.DataFrame, features: pd.Data
     and `<key>_ic_h1` (the forecast against next_return and target_1, as `signal_metrics`).
     """
     results = run_baselines(panel, features, targets, split, segment, seed=seed,
-                            names=tuple(HELDOUT_BASELINES.values()))
+                            names=tuple(HELDOUT_BASELINES.values()), config=config)
     next_return = frame["next_return"]
     out: dict[str, float] = {}
     for key, name in HELDOUT_BASELINES.items():

@@ -6,7 +6,11 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
     fold, seed             optional: which fold / model seed made the row (default "all" / 0)
     next_return            close[t+1] / close[t] - 1, what a position held from bar t earns
     position__<strategy>   positions in [-1, 1] of each strategy (model, ppo, buy_and_hold, ...)
-    forecast__h<k>         optional forecasts of the k-bar forward log return
+    forecast__h<k>         optional forecasts of the k-bar forward log return (the model's)
+    signal__<strategy>     optional per-bar forecast behind another strategy's position (baselines:
+                           ridge / lightgbm the vol-scaled next-bar log return, momentum /
+                           mean_reversion +/- the trailing log return); any units: the report scores
+                           it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
 """
@@ -19,6 +23,7 @@ from plus_ultra_ml.errors import PlusUltraError
 
 POSITION = "position__"
 FORECAST = "forecast__"
+SIGNAL = "signal__"
 TARGET = "target__"
 REGIME = "regime__"
 
@@ -26,6 +31,11 @@ REGIME = "regime__"
 def strategies_of(predictions: pd.DataFrame) -> list[str]:
     """The strategy names of the `position__<strategy>` columns, in column order."""
     return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
+
+
+def signals_of(predictions: pd.DataFrame) -> list[str]:
+    """The strategy names of the `signal__<strategy>` columns, in column order."""
+    return [c[len(SIGNAL):] for c in predictions.columns if c.startswith(SIGNAL)]
 
 
 def with_defaults(predictions: pd.DataFrame) -> pd.DataFrame:

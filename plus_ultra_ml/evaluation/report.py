@@ -2,13 +2,19 @@
 
 Input is a predictions frame (evaluation/predictions.py: one row per (symbol, bar) with
 next_return, position__<strategy> and optional fold, seed, forecast__h<k>, target__h<k>,
-regime__<name>), what `plus-ultra predict` and every walk-forward fold write.
+regime__<name>, signal__<strategy>), what `plus-ultra predict` and every walk-forward fold write.
 
 Returns come from `evaluation.backtest.path_returns` (on `objectives.pnl`, the arithmetic the
 backtester and the RL env use), per (fold, seed, symbol) path, entering each fold flat. The portfolio
 return of a strategy at a bar is the mean over symbols; with several seeds, the mean over seeds (an
 equal split of capital between the seed models). Folds tile the test period, so concatenating them
 gives one out-of-sample path per strategy.
+
+Signal quality per strategy (`Report.strategy_ic`): IC, rank IC and ICIR (evaluation.metrics.ic_by_horizon)
+of every strategy with a forecast (the model's forecast__h1, each signal__<strategy>) against the
+realised next-bar log return target__h1, on the same rows. Paired comparisons (`Report.paired`): the
+model minus every other strategy, on the same bars, in net Sharpe and in pooled IC, with a 95%
+stationary block-bootstrap interval in which both strategies resample the same blocks of bars.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_ye
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
-from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET, strategies_of, with_defaults
+from plus_ultra_ml.evaluation.predictions import (FORECAST, POSITION, REGIME, SIGNAL, TARGET, signals_of, strategies_of,
+                                                   with_defaults)
 
 HEADLINE = ["sharpe", "sharpe_low", "sharpe_high", "total_return", "cagr", "annual_volatility", "max_drawdown",
             "sortino", "calmar", "hit_rate", "turnover", "exposure"]
+MODEL = "model"  # the strategy the paired comparisons are made against
+BOOTSTRAP_RESAMPLES = 500
 
 
 def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
@@ -70,6 +79,8 @@ class Report:
     returns: pd.DataFrame  # timestamp x strategy portfolio returns
     periods_per_year: float
     notes: list[str] = field(default_factory=list)
+    strategy_ic: pd.DataFrame = field(default_factory=pd.DataFrame)  # strategy x IC metrics (h1), forecasters only
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # other strategy x model-minus-it differences
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -79,6 +90,10 @@ class Report:
                  for (f, s), row in self.per_fold.iterrows() for m, v in row.items()]
         rows += [{"scope": "ic", "fold": "all", "strategy": "model", "metric": f"{h}:{m}", "value": float(v)}
                  for h, row in self.ic.iterrows() for m, v in row.items()]
+        rows += [{"scope": "strategy_ic", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                 for s, row in self.strategy_ic.iterrows() for m, v in row.items()]
+        rows += [{"scope": "paired", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                 for s, row in self.paired.iterrows() for m, v in row.items()]
         return pd.DataFrame(rows)
 
 
@@ -124,9 +139,11 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
     per_fold_frame = pd.DataFrame(per_fold).T
     per_fold_frame.index.names = ["fold", "strategy"]
     per_seed = _per_seed(frame, costs, strategies, ppy)
+    forecasts, target = _strategy_forecasts(frame)
     return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
-                  periods_per_year=ppy, notes=notes)
+                  periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
+                  paired=_paired(returns, forecasts, target, ppy, seed))
 
 
 def _per_seed(frame: pd.DataFrame, costs: CostConfig, strategies: list[str], ppy: float) -> pd.DataFrame:
@@ -165,6 +182,78 @@ def _ic(frame: pd.DataFrame) -> pd.DataFrame:
         forecasts = forecasts.groupby(level=["symbol", "timestamp"], observed=True).mean()
         targets = targets.groupby(level=["symbol", "timestamp"], observed=True).mean()
     return metrics.ic_by_horizon(forecasts, targets, min_assets=2)
+
+
+def _strategy_forecasts(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series | None]:
+    """(symbol, timestamp) x strategy forecasts (the model's forecast__h1, every signal__<strategy>) and target__h1."""
+    columns = {s: SIGNAL + s for s in signals_of(frame)}
+    if FORECAST + "h1" in frame:
+        columns = {MODEL: FORECAST + "h1", **columns}
+    if not columns or TARGET + "h1" not in frame:
+        return pd.DataFrame(), None
+    wide = frame[[*columns.values(), TARGET + "h1"]].set_axis([*columns, TARGET + "h1"], axis=1)
+    wide = wide.groupby(level=["symbol", "timestamp"], observed=True).mean()  # several seeds: their mean forecast
+    return wide[list(columns)], wide[TARGET + "h1"]
+
+
+def _strategy_ic(forecasts: pd.DataFrame, target: pd.Series | None) -> pd.DataFrame:
+    if target is None:
+        return pd.DataFrame()
+    targets = pd.DataFrame({s: target for s in forecasts.columns})
+    return metrics.ic_by_horizon(forecasts, targets, min_assets=2).rename_axis("strategy")
+
+
+def _paired_ci(n: int, statistic, seed: int) -> metrics.ConfidenceInterval:
+    """Block-bootstrap interval of a statistic of bar indices 0..n-1: whatever `statistic` compares
+    (two strategies' returns, or their forecasts) is read on the same resampled blocks of bars."""
+    positions = np.arange(n, dtype=np.float64)
+    return metrics.block_bootstrap_ci(positions, lambda idx: statistic(idx.astype(np.intp)),
+                                      n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+
+
+def _pooled_ic_moments(forecast: pd.Series, target: pd.Series, times: pd.Index) -> np.ndarray:
+    """(6, T) per-timestamp sums n, x, y, xx, yy, xy over symbols: pooled IC of any resample of timestamps."""
+    x, y = forecast.to_numpy(np.float64), target.to_numpy(np.float64)
+    parts = pd.DataFrame({"n": 1.0, "x": x, "y": y, "xx": x * x, "yy": y * y, "xy": x * y}, index=forecast.index)
+    sums = parts.groupby(level="timestamp").sum().reindex(times, fill_value=0.0)
+    return sums.to_numpy().T
+
+
+def _pooled_ic_of(moments: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    n, x, y, xx, yy, xy = (m[idx].sum(axis=0) for m in moments)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (n * xy - x * y) / np.sqrt((n * xx - x * x) * (n * yy - y * y))
+
+
+def _paired(returns: pd.DataFrame, forecasts: pd.DataFrame, target: pd.Series | None, ppy: float,
+            seed: int) -> pd.DataFrame:
+    """Model minus each other strategy on the same bars: net Sharpe and pooled IC, 95% paired intervals."""
+    if MODEL not in returns:
+        return pd.DataFrame()
+    rows = {}
+    for other in [s for s in returns.columns if s != MODEL]:
+        both = returns[[MODEL, other]].dropna()
+        row = {"bars": float(len(both))}
+        if len(both) >= 3:
+            a, b = both[MODEL].to_numpy(), both[other].to_numpy()
+
+            def sharpe(x):  # a path without variance (a flat strategy: zero PnL) counts as Sharpe 0 here
+                return np.nan_to_num(metrics.sharpe_ratio(x, ppy))
+
+            ci = _paired_ci(len(both), lambda i: sharpe(a[i]) - sharpe(b[i]), seed)
+            row.update(sharpe_diff=ci.estimate, sharpe_diff_low=ci.low, sharpe_diff_high=ci.high)
+        if target is not None and MODEL in forecasts and other in forecasts:
+            rows_ok = forecasts[[MODEL, other]].notna().all(axis=1) & target.notna()
+            f, y = forecasts[rows_ok], target[rows_ok]
+            times = pd.Index(f.index.get_level_values("timestamp").unique()).sort_values()
+            if len(times) >= 3:
+                mine, theirs = _pooled_ic_moments(f[MODEL], y, times), _pooled_ic_moments(f[other], y, times)
+                ci = _paired_ci(len(times), lambda i: _pooled_ic_of(mine, i) - _pooled_ic_of(theirs, i), seed)
+                row.update(pooled_ic_diff=ci.estimate, pooled_ic_diff_low=ci.low, pooled_ic_diff_high=ci.high)
+        rows[other] = row
+    columns = ["sharpe_diff", "sharpe_diff_low", "sharpe_diff_high", "pooled_ic_diff", "pooled_ic_diff_low",
+               "pooled_ic_diff_high", "bars"]
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).rename_axis("versus")
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,6 +308,11 @@ def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
         sections.append(("Across seeds (Sharpe of each seed's path)", report.per_seed))
     if not report.ic.empty:
         sections.append(("Signal quality by horizon", report.ic))
+    if not report.strategy_ic.empty:
+        sections.append(("Signal quality by strategy (forecast against the next-bar log return)", report.strategy_ic))
+    if not report.paired.empty:
+        sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals)",
+                         report.paired))
     if not report.regimes.empty:
         sections.append(("Per regime (mean net return per bar)",
                          report.regimes.pivot_table(index=["regime", "value"], columns="strategy", values="mean_return")))

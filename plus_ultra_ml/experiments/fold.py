@@ -1,7 +1,9 @@
 """Walk-forward folds, end to end: refit the recipe on each fold's own segments, predict its test window.
 
 For each seed, the supervised model is trained on the fold's training segment (model selection on
-its validation segment) with `training.fit.train_supervised(split=fold.split)`, then, when
+its validation segment) with `training.fit.train_supervised(split=fold.split)`; its position head
+gives the `model` positions and its 1-bar forecast, through `evaluation.baselines.ForecastPositions`
+fitted on its training windows' forecasts, the `forecast` positions; then, when
 ``walkforward.ppo`` is set, fine-tuned with PPO on the same segments. A warm start is allowed only
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
 `checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
@@ -27,8 +29,8 @@ import pandas as pd
 from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
-from plus_ultra_ml.evaluation.baselines import run_baselines
-from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TARGET
+from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, SIGNAL, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
@@ -38,13 +40,20 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FoldResult:
     fold: str
-    predictions: pd.DataFrame  # report format: fold, seed, next_return, position__*, forecast__h*, target__h*, regime__*
+    # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*, regime__*
+    predictions: pd.DataFrame
     checkpoints: dict[str, list[str]]  # "supervised" / "ppo" -> one path per seed
     metrics: dict[str, float] = field(default_factory=dict)  # per-seed test metrics, flattened
 
 
 def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData, segment: str) -> pd.DataFrame:
     """Forecasts (return units) and position-head positions of a saved model on one segment of its split."""
+    return segment_predictions(checkpoint, cfg, data, (segment,))[segment]
+
+
+def segment_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData,
+                        segments: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """`model_predictions` of several segments, loading and windowing the model once."""
     from plus_ultra_ml.checkpoints.supervised import load_checkpoint
     from plus_ultra_ml.checkpoints.windows import policy_windows
     from plus_ultra_ml.training.evaluate import predict_segment
@@ -53,7 +62,7 @@ def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: Train
     model = load_checkpoint(checkpoint)
     windowed = policy_windows(cfg, data, model)
     module = SupervisedModule(model.net, cfg.train, cfg.costs)
-    return predict_segment(module, windowed, segment).frame
+    return {segment: predict_segment(module, windowed, segment).frame for segment in segments}
 
 
 def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int, root: Path,
@@ -66,10 +75,14 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
                            root=root / f"seed{seed}" / "supervised", run_ids=run_ids)
     paths = {"supervised": str(fit.checkpoint)}
     metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith(("test_", "val_"))}
-    predicted = model_predictions(fit.checkpoint, seeded, data, "test")
+    segments = segment_predictions(fit.checkpoint, seeded, data, ("train", "test"))
+    predicted = segments["test"]
     horizon = sum(1 for c in predicted.columns if c.startswith("forecast_"))
     rows = pd.DataFrame(index=predicted.index)
     rows[POSITION + "model"] = predicted["position"]
+    # the model's 1-bar forecast through the one forecast -> position mapping, fitted on its training windows
+    mapping = ForecastPositions.fit(segments["train"]["forecast_1"].to_numpy())
+    rows[POSITION + "forecast"] = mapping.transform(predicted["forecast_1"].to_numpy())
     for h in range(1, horizon + 1):
         rows[f"{FORECAST}h{h}"] = predicted[f"forecast_{h}"]
         rows[f"{TARGET}h{h}"] = predicted[f"target_{h}"]
@@ -101,9 +114,12 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
         metrics.update(seed_metrics)
     predictions = pd.concat(pieces)
     targets = build_targets(data.panel, cfg.windows.horizon)
-    baselines = run_baselines(data.panel, data.features, targets, fold.split, "test", seed=cfg.seed)
+    baselines = run_baselines(data.panel, data.features, targets, fold.split, "test", seed=cfg.seed,
+                              config=cfg.baselines)
     for name, result in baselines.items():
         predictions[POSITION + name] = result.position.reindex(predictions.index).to_numpy()
+        if result.forecast is not None:  # the forecast behind the position, scored by IC in the report
+            predictions[SIGNAL + name] = result.forecast.reindex(predictions.index).to_numpy()
     predictions["next_return"] = targets.next_return.reindex(predictions.index).to_numpy()
     if regimes is not None:
         for column in regimes.columns:

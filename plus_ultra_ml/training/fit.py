@@ -397,7 +397,7 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
         test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
         metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy).items()})
         baselines = baseline_metrics(test.frame, data.panel, data.features, dm.targets, dm.split, "test", cfg.costs,
-                                     ppy, seed=cfg.seed)
+                                     ppy, seed=cfg.seed, config=cfg.baselines)
         metrics.update({f"baseline_{k}": v for k, v in baselines.items()})
     params = sum(p.numel() for p in module.net.parameters())
     lineage = _lineage("supervised", cfg, data, run, parent or None, run_ids, metrics, params)

@@ -73,3 +73,125 @@ def test_momentum_uses_only_the_past(market):
     t = split.bounds["test"][0]
     expected = np.sign(aaa.loc[t] - aaa.shift(20).loc[t])
     assert full.loc[("AAA", t)] == expected
+
+
+# --------------------------------------------------------------------------------------------
+# the one forecast -> position mapping
+# --------------------------------------------------------------------------------------------
+def old_mapping(forecast, train_forecast):  # before issue 15: clip(forecast / (2 * std(train)), -1, 1)
+    return np.clip(forecast / (2 * np.std(train_forecast)), -1, 1)
+
+
+def test_a_constant_forecast_is_flat():
+    mapping = baselines.ForecastPositions.fit(np.full(500, 0.03))
+    assert (mapping.transform(np.full(200, 0.03)) == 0).all()
+    assert (mapping.transform(np.array([0.5, -0.5, np.nan])) == 0).all()  # no dispersion fitted: no view at all
+
+
+def test_a_near_constant_forecast_is_near_flat_not_full_exposure():
+    # LightGBM early-stopped at about one tree: the base score plus leaf values a hundred times smaller
+    rng = np.random.default_rng(0)
+    train, test = 0.03 + 1e-4 * rng.normal(size=2000), 0.03 + 1e-4 * rng.normal(size=500)
+    assert (np.abs(old_mapping(test, train)) == 1).mean() == 1.0  # the degenerate old mapping: buy-and-hold
+    position = baselines.ForecastPositions.fit(train).transform(test)
+    assert np.abs(position).max() < 1e-4
+
+
+def test_a_real_signal_gives_positions_that_vary():
+    rng = np.random.default_rng(1)
+    train, test = rng.normal(0.01, 0.05, 2000), rng.normal(0.01, 0.05, 500)
+    position = baselines.ForecastPositions.fit(train).transform(test)
+    assert position.std() > 0.25 and (position > 0.2).mean() > 0.2 and (position < -0.2).mean() > 0.2
+    assert np.abs(position).max() <= 1
+    assert np.corrcoef(position, test)[0, 1] > 0.95  # monotone in the forecast
+
+
+def test_a_position_depends_only_on_its_own_forecast_and_the_training_fit():
+    rng = np.random.default_rng(2)
+    train, test = rng.normal(0, 1, 1000), rng.normal(0, 1, 400)
+    mapping = baselines.ForecastPositions.fit(train)
+    perturbed = test.copy()
+    perturbed[200:] = 100 * perturbed[200:] + 7  # the rest of the test window changes wildly
+    np.testing.assert_array_equal(mapping.transform(test)[:200], mapping.transform(perturbed)[:200])
+    assert baselines.ForecastPositions.fit(train) == mapping  # fitted numbers come from training forecasts only
+
+
+def test_no_finite_training_forecast_is_a_clear_error():
+    with pytest.raises(baselines.PlusUltraError, match="no finite training forecast"):
+        baselines.ForecastPositions.fit(np.array([np.nan, np.nan]))
+
+
+@pytest.mark.parametrize("name", ["ridge", "lightgbm"])
+def test_forecaster_positions_ignore_test_window_statistics(market, name):
+    """Perturbing the test window's features in its second half leaves every first-half position unchanged."""
+    panel, features, targets, split = market
+    base = getattr(baselines, name)(features, targets, split)
+    times = features.index.get_level_values("timestamp")
+    first, last = split.bounds["test"]
+    middle = first + (last - first) / 2
+    later = np.asarray(times > middle)
+    shaken = features.copy()
+    shaken.loc[later] = (shaken.loc[later] * 50 + 3).astype(np.float32)
+    again = getattr(baselines, name)(shaken, targets, split)
+    early = base.position.index.get_level_values("timestamp") <= middle
+    np.testing.assert_array_equal(base.position[early].to_numpy(), again.position[early].to_numpy())
+    assert not np.allclose(base.position[~early].to_numpy(), again.position[~early].to_numpy())
+
+
+def test_lightgbm_is_not_pinned_at_full_exposure(market):
+    panel, features, targets, split = market
+    result = baselines.lightgbm(features, targets, split)
+    assert (result.position.abs() >= 1 - 1e-12).mean() < 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# configuration, and the new baselines
+# --------------------------------------------------------------------------------------------
+def test_lightgbm_threads_come_from_config(market, monkeypatch):
+    import lightgbm as lgb
+
+    from plus_ultra_ml.config import BaselinesConfig, ExperimentConfig, config_from_dict
+
+    assert ExperimentConfig().baselines.num_threads == 1
+    assert config_from_dict({}, ["baselines.num_threads=3"]).baselines.num_threads == 3
+    seen, train = [], lgb.train
+    monkeypatch.setattr(lgb, "train",
+                        lambda params, *a, **k: seen.append(params["num_threads"]) or train(params, *a, **k))
+    panel, features, targets, split = market
+    baselines.run_baselines(panel, features, targets, split, names=("lightgbm",), config=BaselinesConfig(num_threads=2))
+    assert seen == [2]
+
+
+def test_unknown_baseline_is_named(market):
+    panel, features, targets, split = market
+    with pytest.raises(baselines.PlusUltraError, match="unknown baseline.*'oracle'"):
+        baselines.run_baselines(panel, features, targets, split, names=("oracle",))
+
+
+def test_persistence_is_flat(market):
+    panel, _, _, split = market
+    result = baselines.persistence(panel["close"], split)
+    assert (result.position == 0).all() and result.forecast is None
+
+
+def test_vol_target_is_causal_capped_and_fitted_on_training_bars(market):
+    panel, _, _, split = market
+    close = panel["close"]
+    full = baselines.vol_target(close, split, window=20).position
+    assert full.between(0, 1).all() and (full < 1).any() and (full == 1).any()
+    cut = split.bounds["test"][0] + pd.Timedelta("2D")
+    truncated = baselines.vol_target(close[close.index.get_level_values("timestamp") <= cut], split, window=20).position
+    assert (full.reindex(truncated.index) == truncated).all()
+    # by hand for one bar: median training volatility over the trailing 20-bar volatility at t
+    returns = np.log(close.loc["AAA"]).diff()
+    realised = returns.rolling(20).std()
+    first, last = split.bounds["train"]
+    target = realised[(realised.index >= first) & (realised.index <= last)].median()
+    t = split.bounds["test"][0]
+    assert full.loc[("AAA", t)] == pytest.approx(min(1.0, target / realised.loc[t]))
+    # a wilder test window changes test positions, never the fitted target
+    wild = close.copy()
+    later = wild.index.get_level_values("timestamp") > cut
+    wild[later] = wild[later] * np.exp(np.random.default_rng(0).normal(0, 0.05, int(later.sum())))
+    again = baselines.vol_target(wild, split, window=20).position
+    assert (again.reindex(truncated.index) == truncated).all()

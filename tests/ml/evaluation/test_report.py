@@ -8,7 +8,7 @@ import pytest
 
 from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.evaluation.backtest import run_backtest
-from plus_ultra_ml.evaluation.report import build_report, portfolio_returns, write_report
+from plus_ultra_ml.evaluation.report import build_report, portfolio_returns, to_markdown, write_report
 
 COSTS = CostConfig(transaction_bps=1.0, slippage_bps=0.5, holding_bps=0.0)
 
@@ -78,3 +78,54 @@ def test_written_documents(tmp_path, suffix):
     table = pd.read_parquet(tmp_path / "report_metrics.parquet")
     assert {"scope", "fold", "strategy", "metric", "value"} == set(table.columns)
     assert "deflated_sharpe" in set(table["metric"])
+
+
+# --------------------------------------------------------------------------------------------
+# every forecaster's IC, and the model against each strategy on the same bars
+# --------------------------------------------------------------------------------------------
+def with_forecasters(seeds=(0,)):
+    pred = predictions(seeds=seeds)
+    rng = np.random.default_rng(5)
+    pred["position__model"] = np.clip(pred["forecast__h1"] * 50, -1, 1)
+    pred["position__copy"] = pred["position__model"]
+    pred["signal__copy"] = pred["forecast__h1"] * 3 + 1  # another scale and offset: the same IC
+    pred["signal__noisy"] = pred["forecast__h1"] + rng.normal(0, 0.05, len(pred))
+    return pred
+
+
+def test_every_forecaster_gets_ic_rank_ic_and_icir():
+    report = build_report(with_forecasters(), COSTS)
+    table = report.strategy_ic
+    assert list(table.index) == ["model", "copy", "noisy"]  # strategies without a forecast have no row
+    assert {"ic", "rank_ic", "icir", "rank_icir", "pooled_ic"} <= set(table.columns)
+    assert table.loc["copy", "ic"] == pytest.approx(table.loc["model", "ic"])  # IC is scale and offset free
+    assert table.loc["model", "ic"] > table.loc["noisy", "ic"] > 0
+    assert report.ic.loc["h1", "ic"] == pytest.approx(table.loc["model", "ic"])  # the model's row is the h1 IC
+    scopes = report.metrics_table().query("scope == 'strategy_ic' and metric == 'ic'")
+    assert set(scopes["strategy"]) == {"model", "copy", "noisy"}
+
+
+def test_paired_differences_resample_the_same_bars_for_both_strategies():
+    report = build_report(with_forecasters(), COSTS)
+    paired = report.paired
+    assert set(paired.index) == {"oracle", "flat", "buy_and_hold", "noisy", "copy"}
+    # a strategy identical to the model: every paired resample differs by exactly zero (unpaired would not)
+    assert paired.loc["copy", ["sharpe_diff", "sharpe_diff_low", "sharpe_diff_high"]].tolist() == [0, 0, 0]
+    assert paired.loc["copy", ["pooled_ic_diff_low", "pooled_ic_diff_high"]].abs().max() < 1e-12
+    noisy = paired.loc["noisy"]
+    assert 0 < noisy["pooled_ic_diff_low"] < noisy["pooled_ic_diff"] < noisy["pooled_ic_diff_high"]
+    oracle = paired.loc["oracle"]
+    assert oracle["sharpe_diff_low"] < oracle["sharpe_diff"] < oracle["sharpe_diff_high"] < 0
+    assert np.isnan(oracle["pooled_ic_diff"])  # no forecast behind the oracle: no IC difference
+    overall = report.overall["sharpe"]
+    assert paired.loc["buy_and_hold", "sharpe_diff"] == pytest.approx(overall["model"] - overall["buy_and_hold"])
+    assert paired.loc["flat", "sharpe_diff"] == pytest.approx(overall["model"])  # flat: Sharpe 0 by convention
+    assert (paired["bars"] == 400).all()
+    markdown = to_markdown(report, {})
+    assert "Model minus each strategy" in markdown and "Signal quality by strategy" in markdown
+
+
+def test_paired_and_strategy_ic_with_several_seeds():
+    report = build_report(with_forecasters(seeds=(0, 1)), COSTS)
+    assert report.strategy_ic.loc["model", "n_timestamps"] == 400  # one row per bar: the seeds' mean forecast
+    assert np.isfinite(report.paired.loc["noisy", "pooled_ic_diff"])

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from plus_ultra_ml.cli import app
 from plus_ultra_ml.config import FixtureConfig, load_config
-from plus_ultra_ml.evaluation.predictions import POSITION
+from plus_ultra_ml.evaluation.predictions import POSITION, SIGNAL
 from plus_ultra_ml.evaluation.walkforward import plan_folds
 from plus_ultra_ml.experiments.dataset import load_training_data
 from plus_ultra_ml.synthetic.fixture import build_fixture
@@ -43,9 +43,20 @@ def test_walkforward_runs_every_fold_out_of_sample_and_writes_the_report(market,
         first, last = fold.split.bounds["test"]
         assert times.min() >= first and times.max() <= last and times.min() > fold.cutoff
     strategies = {c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)}
-    assert {"model", "ppo", "buy_and_hold", "momentum", "mean_reversion", "ridge", "lightgbm"} <= strategies
+    assert {"model", "forecast", "ppo", "buy_and_hold", "persistence", "vol_target", "momentum", "mean_reversion",
+            "ridge", "lightgbm"} <= strategies
+    assert (predictions["position__persistence"] == 0).all() and predictions["position__forecast"].between(-1, 1).all()
+    # every forecaster's per-bar forecast is stored, and the report scores each one and pairs the model with each
+    signals = {c[len(SIGNAL):] for c in predictions.columns if c.startswith(SIGNAL)}
+    assert signals == {"momentum", "mean_reversion", "ridge", "lightgbm"}
+    assert predictions["signal__lightgbm"].notna().all()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
-    assert "lightgbm" in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert "lightgbm" in markdown and "Signal quality by strategy" in markdown
+    assert "Model minus each strategy" in markdown
+    table = pd.read_parquet(tmp_path / "report_metrics.parquet")
+    assert {"model", "ridge", "lightgbm", "momentum"} <= set(table.query("scope == 'strategy_ic'")["strategy"])
+    assert "lightgbm" in set(table.query("scope == 'paired' and metric == 'sharpe_diff'")["strategy"])
     assert all((tmp_path / "checkpoints" / fold.name / "seed0" / "ppo").is_dir() for fold in folds)
 
 
