@@ -37,10 +37,11 @@ CALENDAR_ATTR = "calendars"  # panel.attrs key: {symbol: calendar name}, set by 
 SCHEDULE_START, SCHEDULE_END = "1990-01-01", "2035-12-31"  # the sessions every calendar is built over
 REFERENCE_START, REFERENCE_END = "1996-01-01", "2023-12-31"  # 28 years: the annualisation window
 REFERENCE_YEARS = 28.0
-# exchange codes seen in `assets.exchange` that are not `exchange_calendars` names (case-insensitive)
+# exchange codes seen in `assets.exchange` that `exchange_calendars` lacks or maps elsewhere (it aliases
+# NASDAQ to XNYS; the Nasdaq has its own calendar, XNAS). Matched case-insensitively.
 ALIASES = {"24/7": "24/7", "CRYPTO": "24/7", "24/5": "24/5", "FX": "FX", "FOREX": "FX",
            "NYSEARCA": "ARCX", "NYSE ARCA": "ARCX", "ARCA": "ARCX", "AMEX": "XASE", "NYSE AMERICAN": "XASE",
-           "NASDAQGS": "XNAS", "NASDAQGM": "XNAS", "NASDAQCM": "XNAS", "NMS": "XNAS", "NYQ": "XNYS"}
+           "NASDAQ": "XNAS", "NASDAQGS": "XNAS", "NASDAQGM": "XNAS", "NASDAQCM": "XNAS", "NMS": "XNAS", "NYQ": "XNYS"}
 
 
 def _as_utc_index(timestamps) -> pd.DatetimeIndex:
