@@ -4,10 +4,10 @@ One call does what the `market_panel` asset and the CLI need, in order: the cont
 validated on the database (read-only); if the structure is too broken to load (missing tables or
 columns, unreadable types) a `DataContractError` carrying the report is raised; otherwise the
 panel is loaded, each symbol's trading calendar is resolved (assets.exchange, else data.calendar,
-else inferred; recorded in ``panel.attrs["calendars"]``), gaps against those calendars' open sessions
-are forward-filled up to ``data.ffill_limit`` bars, and the result is checked against the pandera `PanelSchema`. Value errors (a negative price, a broken
-OHLC bar) do not stop the load: they are in the report, and the blocking check built on it stops
-everything downstream.
+else inferred; recorded in ``panel.attrs["calendars"]``), gaps against those calendars' open
+sessions are forward-filled up to ``data.ffill_limit`` bars, and the result is checked against the
+pandera `PanelSchema`. Value errors (a negative price, a broken OHLC bar) do not stop the load: they
+are in the report, and the blocking check built on it stops everything downstream.
 """
 
 from __future__ import annotations
