@@ -44,7 +44,10 @@ class DataConfig(Section):
     start: str | None = None  # inclusive ISO timestamp (UTC), None: from the first bar
     end: str | None = None  # inclusive ISO timestamp (UTC), None: to the last bar
     freq: str | None = None  # expected bar spacing ("15min", "1h", "1D"); None: inferred
-    ffill_limit: int = Field(0, ge=0)  # max consecutive missing bars forward-filled; never back-filled
+    # Trading calendar when assets.exchange is not set: an exchange code (XNYS, XNAS, XLON, ...), "24/7",
+    # "24/5" or "FX" (data.calendar module docstring); None: inferred from the timestamps (logged).
+    calendar: str | None = None
+    ffill_limit: int = Field(0, ge=0)  # max consecutive missing open bars forward-filled; never back-filled
     include_indicators: bool = True  # pivot `indicators` into `ind__<name>` columns
     jump_threshold: float = Field(0.4, gt=0)  # |log close-to-close| above this is a warning
     busy_timeout_s: float = Field(10.0, gt=0)  # wait this long for a writer's lock
@@ -106,8 +109,8 @@ class FeaturesConfig(Section):
     exclude: tuple[str, ...] = ()
     alpha158: bool = False  # the Alpha158-style family is opt-in (slow on CPU)
     strict: bool = False  # raise on a feature whose inputs are missing instead of skipping it
-    # Annualisation of volatility features; None: inferred from the panel's timestamps
-    # (data.calendar.periods_per_year) and recorded in the feature set, to be pinned for serving.
+    # Annualisation of volatility features; None: bars per year of the panel's trading calendar
+    # (data.calendar: assets.exchange / data.calendar / inferred), recorded in the feature set.
     periods_per_year: float | None = Field(None, gt=0)
     # Regime label -> code mapping; None: data.regimes.REGIME_VOCABULARY (recorded with the features).
     regime_vocabulary: dict[str, tuple[str, ...]] | None = None

@@ -1,82 +1,98 @@
-"""Missing bars: found and reported, forward-filled only up to a limit, never back-filled.
+"""Missing bars: found against the trading calendar, forward-filled only up to a limit, never back-filled.
 
-A gap is a step between consecutive bars of a symbol that is longer than the nominal bar spacing
-and is not one of the calendar's regular breaks. Regular breaks (nights, weekends, holidays) are
-learnt from the data: a step length that recurs in at least 1% of a symbol's steps (and at least
-three times) is the calendar, not a hole. Everything else is an irregular gap.
+A gap is a run of bars the symbol's calendar says should exist (an open session for daily bars; a
+grid point inside open hours for intraday bars) between the symbol's first and last bar, but that
+the data lacks. Nights, weekends and holidays are closed sessions of the calendar, so they are never
+gaps and no bar is ever invented on them; every missing open session is a gap. The calendar comes
+from `data.calendar.panel_calendars` (what build_panel recorded: assets.exchange or data.calendar),
+or is inferred from the timestamps when nothing was recorded.
 
-Filling a gap inserts bars whose open, high, low and close equal the last close before the gap,
-with zero volume and indicators carried forward: only the past flows into the filled bars.
-Gaps longer than the limit stay open; the first bar of a symbol is never preceded by invented data.
+Filling a gap inserts bars at the missing open times whose open, high, low and close equal the
+last close before the gap, with zero volume and indicators carried forward: only the past flows
+into the filled bars. Gaps longer than the limit stay open; the first bar of a symbol is never
+preceded by invented data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.data.calendar import bar_spacing
+from plus_ultra_ml.data.calendar import TradingCalendar, bar_spacing, is_daily, panel_calendars
 
-REGULAR_BREAK_SHARE = 0.01
-REGULAR_BREAK_MIN_COUNT = 3
 GAP_COLUMNS = ["symbol", "after", "before", "missing_bars"]
+Calendars = Mapping[str, TradingCalendar] | TradingCalendar | None
 
 
-def find_gaps(panel: pd.DataFrame, spacing: pd.Timedelta | None = None) -> pd.DataFrame:
-    """One row per irregular gap: symbol, last bar before it, first bar after it, bars missing."""
-    symbols = panel.index.get_level_values("symbol")
+def _calendars_for(panel: pd.DataFrame, calendars: Calendars) -> Mapping[str, TradingCalendar]:
+    if isinstance(calendars, TradingCalendar):
+        return {s: calendars for s in panel.index.get_level_values("symbol").unique()}
+    return panel_calendars(panel) if calendars is None else calendars
+
+
+def _missing(panel: pd.DataFrame, spacing: pd.Timedelta | None, calendars: Calendars):
+    """Gap table, plus every missing bar's time and the row of the gap it belongs to."""
     times = panel.index.get_level_values("timestamp")
-    if len(panel) < 2:
-        return pd.DataFrame(columns=GAP_COLUMNS)
+    empty = pd.DataFrame(columns=GAP_COLUMNS), pd.DatetimeIndex([], tz="UTC"), np.zeros(0, dtype=np.int64)
+    if len(panel) < 2 or times.nunique() < 2:
+        return empty
     spacing = spacing or bar_spacing(times)
-    step_ns = np.int64(spacing.value)
-    ns = times.asi8
-    codes = pd.Categorical(symbols).codes
-    same_symbol = codes[1:] == codes[:-1]
-    steps = np.diff(ns)
-    candidate = same_symbol & (steps > step_ns)
-    if not candidate.any():
-        return pd.DataFrame(columns=GAP_COLUMNS)
-    # steps that recur often enough within a symbol are the calendar's regular breaks
-    step_table = pd.DataFrame({"code": codes[1:][same_symbol], "step": steps[same_symbol]})
-    per_symbol_steps = step_table.groupby("code")["step"].transform("size")
-    step_counts = step_table.groupby(["code", "step"])["step"].transform("size")
-    regular = (step_counts >= np.maximum(REGULAR_BREAK_MIN_COUNT, REGULAR_BREAK_SHARE * per_symbol_steps)).to_numpy()
-    is_regular = np.zeros_like(candidate)
-    is_regular[np.flatnonzero(same_symbol)] = regular
-    irregular = candidate & ~is_regular
-    where = np.flatnonzero(irregular)
-    return pd.DataFrame(
-        {
-            "symbol": np.asarray(symbols[where], dtype=object),
-            "after": times[where],
-            "before": times[where + 1],
-            "missing_bars": (steps[where] // step_ns - (steps[where] % step_ns == 0)).astype(np.int64),
-        }
-    )
+    per_symbol = _calendars_for(panel, calendars)
+    symbols = panel.index.get_level_values("symbol")
+    rows, missing_times, gap_of = [], [], []
+    for symbol in pd.unique(np.asarray(symbols, dtype=object)):
+        present = pd.DatetimeIndex(times[np.asarray(symbols == symbol)]).unique().sort_values()
+        if len(present) < 2:
+            continue
+        expected = per_symbol[symbol].expected_bars(present[0], present[-1], spacing)
+        if is_daily(spacing):  # one bar per session date, whatever its time of day
+            missing = expected[~expected.normalize().isin(present.normalize())]
+        else:
+            missing = expected.difference(present)
+        if not len(missing):
+            continue
+        slot = np.searchsorted(present.asi8, missing.asi8)  # present[slot - 1] < missing < present[slot]
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        counts = np.diff(np.r_[starts, len(slot)])
+        first_row = len(rows)
+        for start, count in zip(starts, counts):
+            k = slot[start]
+            rows.append((symbol, present[k - 1], present[k], int(count)))
+        missing_times.append(missing)
+        gap_of.append(first_row + np.repeat(np.arange(len(starts)), counts))
+    if not rows:
+        return empty
+    gaps = pd.DataFrame(rows, columns=GAP_COLUMNS)
+    gaps["after"] = pd.DatetimeIndex(gaps["after"]).tz_convert("UTC")
+    gaps["before"] = pd.DatetimeIndex(gaps["before"]).tz_convert("UTC")
+    gaps["missing_bars"] = gaps["missing_bars"].astype(np.int64)
+    return gaps, pd.DatetimeIndex(np.concatenate([m.asi8 for m in missing_times])).tz_localize("UTC"), \
+        np.concatenate(gap_of)
+
+
+def find_gaps(panel: pd.DataFrame, spacing: pd.Timedelta | None = None, calendars: Calendars = None) -> pd.DataFrame:
+    """One row per gap: symbol, last bar before it, first bar after it, open bars missing."""
+    return _missing(panel, spacing, calendars)[0]
 
 
 def forward_fill_gaps(
-    panel: pd.DataFrame, limit: int, spacing: pd.Timedelta | None = None
+    panel: pd.DataFrame, limit: int, spacing: pd.Timedelta | None = None, calendars: Calendars = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Insert forward-filled bars into irregular gaps of at most `limit` missing bars.
+    """Insert forward-filled bars into gaps of at most `limit` missing open bars.
 
     Returns the (possibly) extended panel and the gap table with a `filled` flag per gap.
     """
-    gaps = find_gaps(panel, spacing)
+    gaps, missing_times, gap_of = _missing(panel, spacing, calendars)
     gaps["filled"] = (gaps["missing_bars"] <= limit) & (gaps["missing_bars"] > 0)
     if limit <= 0 or not gaps["filled"].any():
         return panel, gaps
-    spacing = spacing or bar_spacing(panel.index.get_level_values("timestamp"))
-    todo = gaps[gaps["filled"]]
-    counts = todo["missing_bars"].to_numpy()
-    # (n_new,) the k-th inserted bar of a gap sits k steps after the bar before the gap
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-    after_ns = np.repeat(pd.DatetimeIndex(todo["after"]).asi8, counts)
-    new_times = pd.to_datetime(after_ns + offsets * np.int64(spacing.value), utc=True)
-    new_symbols = np.repeat(todo["symbol"].to_numpy(), counts)
+    take = gaps["filled"].to_numpy()[gap_of]
+    todo = gaps.iloc[gap_of[take]]
+    new_times = missing_times[take]
     source = panel.loc[list(zip(todo["symbol"], todo["after"], strict=True))]  # the bar before each gap
-    filled = source.loc[source.index.repeat(counts)].copy()
+    filled = source.copy()
     last_close = filled["close"].to_numpy()
     for column in ("open", "high", "low", "close", "vwap"):
         if column in filled:
@@ -84,7 +100,7 @@ def forward_fill_gaps(
     for column in ("volume", "turnover"):
         if column in filled:
             filled[column] = 0.0
-    filled.index = pd.MultiIndex.from_arrays([new_symbols, new_times], names=panel.index.names)
+    filled.index = pd.MultiIndex.from_arrays([todo["symbol"].to_numpy(), new_times], names=panel.index.names)
     combined = pd.concat([panel, filled]).sort_index()
     symbol_level = combined.index.get_level_values("symbol")
     combined.index = pd.MultiIndex.from_arrays(
@@ -92,4 +108,5 @@ def forward_fill_gaps(
          combined.index.get_level_values("timestamp")],
         names=panel.index.names,
     )
+    combined.attrs = dict(panel.attrs)
     return combined, gaps

@@ -131,8 +131,22 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
     return out
 
 
+def _is_daily(stamps: pd.DatetimeIndex) -> bool:
+    """Daily bars: every (wall-clock) time shares one time of day, and distinct bars are >= 1 day apart."""
+    wall = stamps[~pd.isna(stamps)]
+    wall = wall.tz_localize(None) if wall.tz is not None else wall
+    distinct = wall.unique().sort_values()
+    if len(distinct) < 2 or (wall - wall.normalize()).nunique() != 1:
+        return False
+    return bool(np.diff(distinct.asi8).min() >= pd.Timedelta("1D").value)
+
+
 def _localise(raw: pd.Series, timezone: str) -> pd.Series:
-    """Naive datetimes / naive ISO text are in `timezone`; produce ISO text with an explicit offset."""
+    """Naive datetimes / naive ISO text are in `timezone`; produce ISO text with an explicit offset.
+
+    Daily bars follow one convention whatever `timezone` says: a bar is stamped at its session
+    date's 00:00 UTC (the date as written in the source), so DST never moves it (docs/architecture.md).
+    """
     values = raw
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.DatetimeIndex(values)
@@ -143,7 +157,10 @@ def _localise(raw: pd.Series, timezone: str) -> pd.Series:
         stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
         if not isinstance(stamps, pd.DatetimeIndex):
             stamps = pd.DatetimeIndex(stamps)
-    if stamps.tz is None:
+    if _is_daily(stamps):
+        wall = stamps.tz_localize(None) if stamps.tz is not None else stamps
+        stamps = wall.normalize().tz_localize("UTC")
+    elif stamps.tz is None:
         try:
             stamps = stamps.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
         except (pytz.exceptions.Error, ValueError) as error:  # unknown zone, DST gap or overlap

@@ -3,10 +3,11 @@
 One call does what the `market_panel` asset and the CLI need, in order: the contract is
 validated on the database (read-only); if the structure is too broken to load (missing tables or
 columns, unreadable types) a `DataContractError` carrying the report is raised; otherwise the
-panel is loaded, short irregular gaps are forward-filled up to ``data.ffill_limit`` bars, and the
-result is checked against the pandera `PanelSchema`. Value errors (a negative price, a broken
-OHLC bar) do not stop the load: they are in the report, and the blocking check built on it stops
-everything downstream.
+panel is loaded, each symbol's trading calendar is resolved (assets.exchange, else data.calendar,
+else inferred; recorded in ``panel.attrs["calendars"]``), gaps against those calendars' open
+sessions are forward-filled up to ``data.ffill_limit`` bars, and the result is checked against the
+pandera `PanelSchema`. Value errors (a negative price, a broken OHLC bar) do not stop the load: they
+are in the report, and the blocking check built on it stops everything downstream.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 
 from plus_ultra_ml.config import DataConfig
+from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import PanelSchema
-from plus_ultra_ml.data.store import data_version, load_panel, series_summary
+from plus_ultra_ml.data.store import connect_readonly, data_version, load_panel, series_summary, symbol_exchanges
 from plus_ultra_ml.data.validate import ValidationReport, validate_database
 from plus_ultra_ml.errors import DataContractError
 from plus_ultra_ml.lineage import database_fingerprint, frame_fingerprint
@@ -55,6 +58,16 @@ def check_panel_schema(panel: pd.DataFrame) -> str | None:
     return None
 
 
+def panel_trading_calendars(db_path: Path, panel: pd.DataFrame, cfg: DataConfig) -> dict[str, TradingCalendar]:
+    """Each symbol's calendar, fixed before anything is fitted: assets.exchange, data.calendar, else inferred."""
+    with connect_readonly(db_path, cfg.busy_timeout_s) as connection:
+        exchanges = symbol_exchanges(connection)
+    times = panel.index.get_level_values("timestamp")
+    symbols = np.asarray(panel.index.get_level_values("symbol"), dtype=object)
+    by_symbol = {s: times[symbols == s] for s in pd.unique(symbols)}
+    return resolve_calendars(by_symbol, exchanges, cfg.calendar)
+
+
 def build_panel(db_path: str | Path, cfg: DataConfig) -> PanelBuild:
     db_path = Path(db_path).expanduser().resolve()
     version = data_version(series_summary(db_path, cfg.busy_timeout_s)) if db_path.exists() else ""
@@ -69,7 +82,9 @@ def build_panel(db_path: str | Path, cfg: DataConfig) -> PanelBuild:
             "widen data.symbols / data.start / data.end"
         )
     spacing = pd.Timedelta(cfg.freq) if cfg.freq else None
-    panel, gaps = forward_fill_gaps(panel, cfg.ffill_limit, spacing)
+    calendars = panel_trading_calendars(db_path, panel, cfg)
+    panel.attrs[CALENDAR_ATTR] = {symbol: calendar.name for symbol, calendar in calendars.items()}
+    panel, gaps = forward_fill_gaps(panel, cfg.ffill_limit, spacing, calendars)
     return PanelBuild(
         panel=panel,
         report=report,

@@ -12,13 +12,14 @@ The frame a rule sees has columns ``row`` (rowid in the database, or line number
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.data.calendar import bar_spacing
+from plus_ultra_ml.data.calendar import TradingCalendar, bar_spacing, is_daily, panel_calendars
 from plus_ultra_ml.data.gaps import find_gaps
 from plus_ultra_ml.data.schema import OHLCV_COLUMNS, PRICE_COLUMNS
 
@@ -250,8 +251,13 @@ def jump_issues(frame: pd.DataFrame, threshold: float, table: str) -> list[Issue
     )
 
 
-def frequency_issues(frame: pd.DataFrame, freq: str | None, table: str) -> list[Issue]:
-    """Bars off the expected grid, and irregular gaps (warnings)."""
+def frequency_issues(frame: pd.DataFrame, freq: str | None, table: str,
+                     calendars: Mapping[str, TradingCalendar] | None = None) -> list[Issue]:
+    """Bars off the expected grid, bars on closed sessions, and missing open sessions (warnings).
+
+    `calendars` maps symbol -> trading calendar (`data.calendar.resolve_calendars`); a symbol not in
+    it has its calendar inferred from its timestamps (logged).
+    """
     valid = frame[frame["timestamp"].notna()]
     if valid["timestamp"].nunique() < 2:
         return []
@@ -266,13 +272,34 @@ def frequency_issues(frame: pd.DataFrame, freq: str | None, table: str) -> list[
     )
     index = pd.MultiIndex.from_arrays([pd.Categorical(ordered["symbol"]), pd.DatetimeIndex(ordered["timestamp"])],
                                       names=["symbol", "timestamp"])
-    gaps = find_gaps(pd.DataFrame(index=index), spacing)
+    skeleton = pd.DataFrame(index=index)
+    known = dict(calendars or {})
+    unresolved = ~np.isin(np.asarray(ordered["symbol"], dtype=object), list(known))
+    per_symbol = {**(panel_calendars(skeleton[unresolved]) if unresolved.any() else {}), **known}
+    closed = np.zeros(len(ordered), dtype=bool)
+    symbols = ordered["symbol"].to_numpy()
+    for symbol, cal in per_symbol.items():
+        rows = symbols == symbol
+        times = index.get_level_values("timestamp")[rows]
+        if is_daily(spacing):
+            closed[rows] = ~times.tz_localize(None).normalize().isin(cal.schedule.index)
+        else:
+            closed[rows] = ~cal.is_open(times)
+    issues += issue_if(
+        ordered, closed, table=table, column="timestamp", rule="closed_session", severity="warning",
+        message=f"table {table}: bars on sessions the symbol's trading calendar has closed; check assets.exchange "
+        "/ data.calendar, or the source's time zone (daily bars are stamped at the session date, 00:00 UTC)",
+        show=["row", "symbol", "timestamp"],
+    )
+    gaps = find_gaps(skeleton, spacing, per_symbol)
     if len(gaps):
+        names = sorted({per_symbol[s].name for s in gaps["symbol"]})
         issues.append(
             Issue(table, "timestamp", "gap", "warning", int(len(gaps)),
-                  f"table {table}: {len(gaps)} irregular gaps ({int(gaps['missing_bars'].sum())} missing bars, "
-                  f"longest {int(gaps['missing_bars'].max())}); they are forward-filled only up to "
-                  "data.ffill_limit bars and never back-filled",
+                  f"table {table}: {len(gaps)} gaps ({int(gaps['missing_bars'].sum())} open bars missing on "
+                  f"calendar {', '.join(names)}, longest {int(gaps['missing_bars'].max())}); they are "
+                  "forward-filled only up to data.ffill_limit bars and never back-filled; if the market was "
+                  "in fact closed, set assets.exchange or data.calendar to its calendar",
                   [{k: _jsonable(v) for k, v in r.items()} for r in gaps.head(MAX_EXAMPLES).to_dict("records")])
         )
     return issues

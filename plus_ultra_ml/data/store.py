@@ -288,6 +288,17 @@ def distinct_symbols(connection: sqlite3.Connection) -> list[str]:
     return [symbol for (symbol,) in rows]
 
 
+def symbol_exchanges(connection: sqlite3.Connection) -> dict[str, str]:
+    """assets.exchange per symbol, where it is set (the symbol's trading calendar; data.calendar)."""
+    if "assets" not in list_tables(connection) or "exchange" not in table_columns(connection, "assets"):
+        return {}
+    rows = connection.execute(
+        "SELECT symbol, exchange FROM assets WHERE symbol IS NOT NULL AND exchange IS NOT NULL "
+        "AND trim(exchange) != ''"
+    ).fetchall()
+    return {str(symbol): str(exchange).strip() for symbol, exchange in rows}
+
+
 def _where_clause(
     symbols: Sequence[str] | None,
     start: pd.Timestamp | None,

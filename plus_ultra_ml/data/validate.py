@@ -21,6 +21,7 @@ from plus_ultra_ml.config import DataConfig
 from plus_ultra_ml.data import rules
 from plus_ultra_ml.data.rules import Issue
 from plus_ultra_ml.data.schema import NUMERIC_COLUMNS, OHLCV_COLUMNS, REQUIRED_COLUMNS, REQUIRED_TABLES
+from plus_ultra_ml.data.calendar import resolve_calendars
 from plus_ultra_ml.data.store import (
     check_database_file,
     connect_readonly,
@@ -28,6 +29,7 @@ from plus_ultra_ml.data.store import (
     list_tables,
     read_arrow,
     sentinel_to_nan,
+    symbol_exchanges,
     table_columns,
 )
 from plus_ultra_ml.errors import DataContractError
@@ -165,14 +167,36 @@ def _read_table(path: Path, table: str, present: list[str], timeout_s: float) ->
     return frame
 
 
-def _series_issues(frame: pd.DataFrame, cfg: DataConfig) -> list[Issue]:
+def _calendar_issues(frame: pd.DataFrame, cfg: DataConfig, exchanges: dict[str, str]) -> tuple[dict, list[Issue]]:
+    """Each symbol's trading calendar (assets.exchange, data.calendar, else inferred), or the error naming it."""
+    times = pd.DatetimeIndex(frame["timestamp"])
+    symbols = frame["symbol"].astype(str).to_numpy()
+    by_symbol = {s: times[symbols == s] for s in pd.unique(symbols)}
+    issues = []
+    for symbol in [s for s in by_symbol if s in exchanges]:
+        try:
+            resolve_calendars({symbol: by_symbol[symbol]}, exchanges)
+        except DataContractError as error:
+            issues.append(Issue("assets", "exchange", "unknown_calendar", "error", 1, str(error)))
+    try:
+        return resolve_calendars(by_symbol, exchanges, cfg.calendar) if not issues else {}, issues
+    except DataContractError as error:  # data.calendar names no calendar
+        return {}, [Issue("series", "timestamp", "unknown_calendar", "error", 1, str(error))]
+
+
+def _series_issues(frame: pd.DataFrame, cfg: DataConfig, exchanges: dict[str, str] | None = None) -> list[Issue]:
     issues = rules.missing_value_issues(frame, ["symbol", "timestamp_raw", *OHLCV_COLUMNS], "series")
     issues += rules.duplicate_issues(frame, ["symbol", "timestamp"], "series")
     issues += rules.candle_value_issues(frame, "series")
     valid_time = frame[frame["timestamp"].notna()]
     issues += rules.time_order_issues(valid_time, "series")
     issues += rules.jump_issues(valid_time, cfg.jump_threshold, "series")
-    issues += rules.frequency_issues(valid_time, cfg.freq, "series")
+    if valid_time["timestamp"].nunique() < 2:
+        return issues
+    calendars, calendar_issues = _calendar_issues(valid_time, cfg, exchanges or {})
+    issues += calendar_issues
+    if not calendar_issues:
+        issues += rules.frequency_issues(valid_time, cfg.freq, "series", calendars)
     return issues
 
 
@@ -226,6 +250,7 @@ def validate_database(path: str | Path, cfg: DataConfig | None = None) -> Valida
         for table, present in columns.items():
             report.issues += _type_issues(connection, table, present)
             (report.stats[f"{table}_rows"],) = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        exchanges = symbol_exchanges(connection) if "assets" in columns and "assets" not in broken else {}
         if "assets" in columns and "assets" not in broken:
             for table in ("series", "indicators", "regimes", "benchmarks"):
                 if table in columns and table not in broken:
@@ -238,7 +263,7 @@ def validate_database(path: str | Path, cfg: DataConfig | None = None) -> Valida
         else:
             frame = _read_table(path, "series", columns["series"], cfg.busy_timeout_s)
             frame["timestamp"], time_issues = rules.parse_timestamp_column(frame["timestamp_raw"], "series", frame["row"])
-            report.issues += time_issues + _series_issues(frame, cfg)
+            report.issues += time_issues + _series_issues(frame, cfg, exchanges)
             series_keys = pd.MultiIndex.from_arrays([frame["symbol"].astype(str), frame["timestamp"]])
             valid = frame["timestamp"].dropna()
             report.stats.update(

@@ -99,9 +99,10 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     return out
 
 
-def segment_periods_per_year(data: WindowedData) -> float:
-    """Bars per year of the whole panel's grid (not of one short segment)."""
-    return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True))
+def segment_periods_per_year(data: WindowedData, trading_calendar: calendar.TradingCalendar | str | None = None) -> float:
+    """Bars per year of the panel's trading calendar (given, else inferred from the grid's timestamps);
+    the count comes from the calendar, never from how many rows a segment holds."""
+    return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True), trading_calendar)
 
 
 def baseline_metrics(frame: pd.DataFrame, panel: pd.DataFrame, features: pd.DataFrame, targets: Targets,

@@ -6,9 +6,10 @@ Conventions (docs/metrics.md has the full table):
   `pd.Series` (one strategy), or a 2-D array / `pd.DataFrame` with time along axis 0 and one
   column per strategy (every function then answers per column, as empyrical does). NaN marks a
   missing period: it is left out of means and deviations and compounds as 0.
-- Annualisation follows the data: pass `periods_per_year`, or pass returns indexed by a
-  `DatetimeIndex` and it is inferred with `plus_ultra_ml.data.calendar.periods_per_year`. It is
-  never assumed to be 252; neither given nor inferable is a `ValueError`.
+- Annualisation follows the trading calendar: pass `periods_per_year`, or pass returns indexed by
+  a `DatetimeIndex` and `plus_ultra_ml.data.calendar.periods_per_year` gives the bars per year of
+  the calendar those timestamps trade on (inferred, logged), not a count of the returns given. It
+  is never assumed to be 252; neither given nor inferable is a `ValueError`.
 - Drawdowns come from compounded equity, starting at 1 before the first period; they are
   reported as negative fractions (-0.25 is a 25% fall from the running peak), as in empyrical.
 - Benchmark-relative metrics align the two series by an inner join on their index (timestamps),
@@ -72,7 +73,7 @@ def _like(values: np.ndarray, template: ArrayLike) -> ArrayLike:
 
 
 def annualisation(returns: ArrayLike, periods_per_year: float | None = None) -> float:
-    """Bars per year: the explicit value, else inferred from the returns' DatetimeIndex."""
+    """Bars per year: the explicit value, else that of the trading calendar of the returns' DatetimeIndex."""
     if periods_per_year is not None:
         if not periods_per_year > 0:
             raise ValueError(f"periods_per_year must be > 0, got {periods_per_year!r}")

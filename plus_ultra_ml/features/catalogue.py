@@ -26,8 +26,8 @@ Conventions:
   inputs (TA-Lib's convention): RSI, ATR, EMA, CCI, ROC, STOCHF and Bollinger match TA-Lib from
   their first value. TA-Lib's MACD seeds its fast EMA later (bars 14..25); the difference decays
   as (11/13)^t and is below 1e-12 of the price after ~150 bars.
-- **Annualisation.** Volatilities tagged `annualised` scale by sqrt(periods per year) of the bar
-  timestamps (`data.calendar.periods_per_year`), or `features.periods_per_year` when set. The
+- **Annualisation.** Volatilities tagged `annualised` scale by sqrt(bars per year of the panel's
+  trading calendar) (`data.calendar`), or `features.periods_per_year` when set. The
   value is resolved once per feature set, stored in the result (and its fingerprint) and pinned in
   `result.config`, so serving reuses it rather than re-inferring it from a short window.
 - **Regime codes** are positions in the saved vocabulary (`features.regime_vocabulary`, default

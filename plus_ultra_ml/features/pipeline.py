@@ -201,18 +201,21 @@ def feature_fingerprint(
 # computation
 # --------------------------------------------------------------------------------------------
 def _resolve_periods_per_year(cfg: FeaturesConfig, panel: pd.DataFrame) -> float:
+    """Bars per year from the panel's trading calendars (never from how many bars it holds)."""
     if cfg.periods_per_year is not None:
         return float(cfg.periods_per_year)
-    from plus_ultra_ml.data.calendar import periods_per_year
+    from plus_ultra_ml.data.calendar import bar_spacing, common_periods_per_year, panel_calendars
 
     timestamps = panel.index.get_level_values("timestamp")
     try:
-        value = float(periods_per_year(timestamps))
+        calendars = panel_calendars(panel)
+        value = common_periods_per_year(calendars, bar_spacing(timestamps))
     except ValueError as error:
         raise DataContractError(
             f"cannot infer the bar frequency for annualisation ({error}); set features.periods_per_year"
         ) from None
-    log.info("annualising volatility features with %.1f periods per year (inferred from the timestamps)", value)
+    names = sorted({c.name for c in calendars.values()})
+    log.info("annualising volatility features with %.1f periods per year (trading calendar %s)", value, ", ".join(names))
     return value
 
 

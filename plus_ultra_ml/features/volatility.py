@@ -1,9 +1,10 @@
 """Volatility family: Bollinger width and %B, realised volatility, ATR (Wilder), Parkinson and
 Garman-Klass range estimators, rolling skewness and kurtosis of returns.
 
-Annualisation follows the data: realised, Parkinson and Garman-Klass volatilities are multiplied
-by sqrt(periods per year), where periods per year comes from the bar timestamps
-(`plus_ultra_ml.data.calendar.periods_per_year`) or is pinned by `features.periods_per_year`; it
+Annualisation follows the trading calendar: realised, Parkinson and Garman-Klass volatilities are
+multiplied by sqrt(periods per year), the bars per year of the panel's calendar at its bar spacing
+(`plus_ultra_ml.data.calendar`, a fixed reference window, never the panel's own bar count) or
+pinned by `features.periods_per_year`; it
 is resolved once per feature set, recorded in the result and the fingerprint, and reused as is
 when features are recomputed for serving.
 

@@ -7,8 +7,8 @@ one-factor correlation structure, with an alternative-data factor planted as a l
 Calendar
     UTC bars on a regular grid from ``cfg.start``: 15min and 1h trade around the clock (24/7, no
     sessions); 1D bars fall on business days (Monday to Friday, 00:00 UTC). ``bars_per_year`` is
-    `plus_ultra_ml.data.calendar.periods_per_year` of the grid (35,064 for 15min, 8,766 for 1h,
-    about 261 for 1D).
+    `plus_ultra_ml.data.calendar.periods_per_year` of that calendar, stored as ``assets.exchange``
+    (24/7: 35,064 for 15min, 8,766 for 1h; 24/5: about 261 for 1D).
 
 Generating equations (t = bar, i = symbol; every shock N(0, 1), independent unless stated)
     v[t]    in {0, 1, 2}      market volatility regime, Markov chain with mean duration
@@ -239,11 +239,16 @@ class _Market:
     bars_per_year: float
 
 
+def fixture_calendar(cfg: FixtureConfig) -> str:
+    """The trading calendar of the grid, stored as assets.exchange: 24/5 for 1D, 24/7 intraday."""
+    return "24/5" if cfg.freq == "1D" else "24/7"
+
+
 def _simulate(cfg: FixtureConfig) -> _Market:
     rng = np.random.default_rng(cfg.seed)
     n_bars, n_sym, n_alt = cfg.rows, len(cfg.symbols), cfg.alt_features
     timestamps = fixture_grid(cfg)
-    bars_per_year = periods_per_year(timestamps)
+    bars_per_year = periods_per_year(timestamps, fixture_calendar(cfg))
 
     # Per-symbol constants.
     annual_vol = rng.uniform(*ANNUAL_VOL_RANGE, size=n_sym)
@@ -449,7 +454,7 @@ def _write(db_path: Path, market: _Market, cfg: FixtureConfig, truth: FixtureTru
         connection.executemany(
             "INSERT INTO assets (asset_id, symbol, sector, currency, exchange, metadata) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (j + 1, symbol, "synthetic", "USD", "FIXTURE", json.dumps(meta, sort_keys=True))
+                (j + 1, symbol, "synthetic", "USD", fixture_calendar(cfg), json.dumps(meta, sort_keys=True))
                 for j, (symbol, meta) in enumerate(zip(cfg.symbols, market.asset_meta, strict=True))
             ],
         )

@@ -84,7 +84,20 @@ def test_csv_files_with_yahoo_headers_and_local_time(tmp_path, sp500):
     panel = load_panel(path)
     assert sorted(panel.index.get_level_values("symbol").unique()) == ["QQQ", "SPY"]
     first = panel.index.get_level_values("timestamp").min()
-    assert first == pd.Timestamp("1999-01-04 21:00", tz="UTC")  # 16:00 New York in winter
+    # Changed by issue 15 (daily timestamp convention, docs/architecture.md): a daily bar is stamped at
+    # its session date's 00:00 UTC whatever --timezone says; it was 21:00 UTC (16:00 New York in winter),
+    # which moved to 20:00 UTC in summer. Intraday bars are still localised, as checked below.
+    assert first == pd.Timestamp("1999-01-04 00:00", tz="UTC")
+    assert set(panel.index.get_level_values("timestamp").strftime("%H:%M")) == {"00:00"}
+
+
+def test_intraday_local_times_are_localised_with_dst(tmp_path, sp500):
+    frame = sp500.iloc[:4].reset_index()
+    frame["Date"] = ["2024-03-08 15:00", "2024-03-08 16:00", "2024-03-11 15:00", "2024-03-11 16:00"]
+    path = tmp_path / "intraday.db"
+    ingest_frame(path, frame, IngestOptions(symbol="SPY", timezone="America/New_York"))
+    times = load_panel(path).index.get_level_values("timestamp")
+    assert list(times.strftime("%d %H:%M")) == ["08 20:00", "08 21:00", "11 19:00", "11 20:00"]  # EST, then EDT
 
 
 def test_long_parquet_with_symbol_column_and_indicators(tmp_path, candles):
