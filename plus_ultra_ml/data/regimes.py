@@ -3,8 +3,10 @@
 The trap this room exists to avoid (DESIGN §9.5): labelling a bar by whole-history percentiles, so
 appending later data relabels the past and a model fed the labels sees the future. Here the label of
 bar t compares a statistic at t with quantiles of that same statistic's history for the same symbol,
-up to and including t: expanding (``lookback=None``) or the last ``lookback`` bars. Everything runs
-per symbol as pandas groupby rolling/expanding windows (Cython), never a Python loop over rows.
+up to and including t: expanding (``lookback=None``) or the last ``lookback`` bars. The statistics are
+per-symbol pandas groupby rolling windows (Cython); the thresholds are one compiled pass per symbol
+with an order-statistic tree (`data.order_statistics`, O(n log n), the same numbers as pandas'
+expanding quantile, which grows about n^1.5), never a Python loop over rows.
 
 Statistics, per symbol (r = log close-to-close return):
     volatility  rolling standard deviation of r over ``vol_window`` bars (realised volatility)
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import RegimeConfig
+from plus_ultra_ml.data.order_statistics import causal_quantiles
 from plus_ultra_ml.data.schema import PANEL_INDEX, TIMESTAMP_FORMAT
 from plus_ultra_ml.errors import DataContractError
 
@@ -70,13 +73,22 @@ def _aligned(result: pd.Series, like: pd.Series) -> pd.Series:
     return result.droplevel(0).reindex(like.index)
 
 
-def _classify(statistic: pd.Series, bar_count: np.ndarray, cfg: RegimeConfig, categories: tuple[str, ...]):
-    """Codes 0/1/2 against causal quantile thresholds of the statistic's own history; NaN -> -1."""
-    windows = _per_symbol(statistic, cfg.lookback, min_periods=1)
-    low = _aligned(windows.quantile(cfg.low_quantile), statistic).to_numpy()
-    windows = _per_symbol(statistic, cfg.lookback, min_periods=1)
-    high = _aligned(windows.quantile(cfg.high_quantile), statistic).to_numpy()
-    x = statistic.to_numpy()
+def _segment_starts(index: pd.MultiIndex) -> np.ndarray:
+    """(S + 1,) row offsets of each symbol's contiguous block in a (symbol, timestamp)-sorted index."""
+    codes = np.asarray(index.codes[index.names.index("symbol")])
+    changes = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    return np.concatenate([[0], changes, [len(codes)]]).astype(np.int64)
+
+
+def _classify(statistic: pd.Series, starts: np.ndarray, bar_count: np.ndarray, cfg: RegimeConfig,
+              categories: tuple[str, ...]):
+    """Codes 0/1/2 against causal quantile thresholds of the statistic's own history; NaN -> -1.
+
+    statistic: (n,) sorted by (symbol, timestamp); starts: its symbol blocks (`_segment_starts`).
+    """
+    x = statistic.to_numpy(dtype=np.float64)
+    thresholds = causal_quantiles(x, starts, cfg.lookback, (cfg.low_quantile, cfg.high_quantile))  # (n, 2)
+    low, high = thresholds[:, 0], thresholds[:, 1]
     codes = np.where(x < low, 0, np.where(x > high, 2, 1))
     unlabelled = np.isnan(x) | np.isnan(low) | np.isnan(high) | (bar_count < cfg.min_history)
     codes = np.where(unlabelled, -1, codes)
@@ -111,8 +123,10 @@ def label_regimes(panel: pd.DataFrame, cfg: RegimeConfig) -> pd.DataFrame:
     stats = regime_statistics(panel, cfg)
     ordered = stats.sort_index(level=["symbol", "timestamp"]) if not stats.index.is_monotonic_increasing else stats
     bar_count = ordered.groupby(level="symbol", observed=True, sort=False).cumcount().to_numpy() + 1
+    starts = _segment_starts(ordered.index)
     labels = pd.DataFrame(
-        {name: _classify(ordered[name], bar_count, cfg, categories) for name, categories in REGIME_VOCABULARY.items()},
+        {name: _classify(ordered[name], starts, bar_count, cfg, categories)
+         for name, categories in REGIME_VOCABULARY.items()},
         index=ordered.index,
     )
     return labels.reindex(panel.index)
