@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from plus_ultra_ml.data import columnar
 from plus_ultra_ml.data.schema import (
     INDICATOR_PREFIX,
     OHLCV_COLUMNS,
@@ -148,18 +149,17 @@ class MixedTypesError(DataContractError):
     """A column's storage types change part-way (ADBC types a column from its first batch)."""
 
 
-def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: float = 10.0) -> pa.Table:
-    """Run a read-only query through ADBC and return an Arrow table."""
+@contextmanager
+def _adbc_cursor(path: Path, timeout_s: float):
+    """A read-only ADBC cursor on `path`; driver errors come out as the project's own errors."""
     import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc
 
-    path = check_database_file(path)
     try:
         with adbc.connect(readonly_uri(path)) as connection, connection.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
             cursor.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            cursor.execute(query, parameters=list(params) if params else None)
-            return cursor.fetch_arrow_table()
+            yield cursor
     except adbc_driver_manager.Error as error:
         text = str(error)
         if "type mismatch" in text.lower():
@@ -167,6 +167,22 @@ def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: f
                 f"database {path}: a column holds mixed types ({text}); run `plus-ultra validate {path}`"
             ) from None
         raise _explain_sqlite_error(path, error) from None
+
+
+def read_arrow(path: str | Path, query: str, params: Sequence = (), timeout_s: float = 10.0) -> pa.Table:
+    """Run a read-only query through ADBC and return an Arrow table."""
+    with _adbc_cursor(check_database_file(path), timeout_s) as cursor:
+        cursor.execute(query, parameters=list(params) if params else None)
+        return cursor.fetch_arrow_table()
+
+
+def stream_arrow(path: str | Path, query: str, params: Sequence, on_batch: Callable[[pa.RecordBatch], None],
+                 timeout_s: float = 10.0) -> None:
+    """Run a read-only query through ADBC and hand each record batch to `on_batch` as it arrives."""
+    with _adbc_cursor(check_database_file(path), timeout_s) as cursor:
+        cursor.execute(query, parameters=list(params) if params else None)
+        for batch in cursor.fetch_record_batch():
+            on_batch(batch)
 
 
 def as_float(values: pa.ChunkedArray) -> np.ndarray:
@@ -189,6 +205,18 @@ def read_numeric(path: Path, keys: Sequence[str], values: Sequence[str], tail: s
     except MixedTypesError:
         normalised = ", ".join(float_sql(v) for v in values)
         return read_arrow(path, f"SELECT {columns}, {normalised}{tail}", params, timeout_s)
+
+
+def stream_numeric(path: Path, keys: Sequence[str], values: Sequence[str], tail: str, params: Sequence,
+                   make: Callable[[], Callable[[pa.RecordBatch], None]], timeout_s: float) -> None:
+    """`read_numeric` batch by batch: `make()` gives a fresh batch sink for each attempt (the
+    normalised re-run starts over, so nothing half-read is kept)."""
+    columns = ", ".join(keys)
+    try:
+        stream_arrow(path, f"SELECT {columns}, {', '.join(values)}{tail}", params, make(), timeout_s)
+    except MixedTypesError:
+        normalised = ", ".join(float_sql(v) for v in values)
+        stream_arrow(path, f"SELECT {columns}, {normalised}{tail}", params, make(), timeout_s)
 
 
 def read_partitioned(path: Path, symbols: Sequence[str], make: Callable[[list[str]], pa.Table],
@@ -247,24 +275,29 @@ def detect_timestamp_encoding(connection: sqlite3.Connection, table: str) -> Tim
     return TimestampEncoding("iso_canonical" if canonical else "iso_other")
 
 
-def parse_timestamps(values: pa.ChunkedArray | pa.Array, encoding: TimestampEncoding, table: str) -> pd.DatetimeIndex:
-    """Arrow timestamps column -> tz-aware UTC DatetimeIndex (ns)."""
+def timestamp_ns(values: pa.ChunkedArray | pa.Array, encoding: TimestampEncoding, table: str) -> np.ndarray:
+    """Arrow timestamps column -> (rows,) int64 nanoseconds since the epoch, UTC (no pandas objects
+    on the fast paths: the loader calls this per record batch)."""
     if encoding.kind in ("epoch_s", "epoch_ms"):
-        unit = "s" if encoding.kind == "epoch_s" else "ms"
-        as_int = pc.cast(values, pa.int64()).to_numpy()
-        return pd.DatetimeIndex(pd.to_datetime(as_int, unit=unit, utc=True))
+        scale = 1_000_000_000 if encoding.kind == "epoch_s" else 1_000_000
+        return pc.cast(values, pa.int64()).to_numpy() * scale
     try:  # Arrow parses canonical ISO text in C; other ISO variants go through pandas
-        parsed = pc.cast(values, pa.timestamp("ns", tz="UTC"))
-        return pd.DatetimeIndex(parsed.to_pandas())
+        parsed = pc.cast(pc.cast(values, pa.timestamp("ns", tz="UTC")), pa.int64())
+        return np.asarray(parsed.to_numpy() if isinstance(parsed, pa.ChunkedArray) else parsed.to_numpy(zero_copy_only=False))
     except pa.ArrowInvalid:
         pass
     try:
-        return pd.DatetimeIndex(pd.to_datetime(values.to_pandas(), format="ISO8601", utc=True))
+        return pd.DatetimeIndex(pd.to_datetime(values.to_pandas(), format="ISO8601", utc=True)).asi8
     except (ValueError, TypeError) as error:
         raise DataContractError(
             f"table {table}: column timestamp has values that are not ISO-8601 times ({error}); "
             f"run `plus-ultra validate` to list them"
         ) from None
+
+
+def parse_timestamps(values: pa.ChunkedArray | pa.Array, encoding: TimestampEncoding, table: str) -> pd.DatetimeIndex:
+    """Arrow timestamps column -> tz-aware UTC DatetimeIndex (ns)."""
+    return pd.DatetimeIndex(pd.to_datetime(timestamp_ns(values, encoding, table), utc=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,6 +401,25 @@ def _pivot_indicators(
     return wide.sort_index(axis=1)
 
 
+def _panel_in_storage_order(path: Path, ranges: list[tuple[int, int]], value_columns: list[str],
+                            end_ts: pd.Timestamp | None, encoding: TimestampEncoding, timeout_s: float) -> pd.DataFrame:
+    """Every series row (up to `end_ts`), one rowid range per thread, as the sorted panel frame."""
+    end = encoding.sql_bound(end_ts) if end_ts is not None else None
+    tail = " FROM series NOT INDEXED WHERE rowid BETWEEN ? AND ?" + (" AND timestamp <= ?" if end is not None else "")
+
+    def read_range(region: columnar.Region, first: int, last: int) -> None:
+        def make():
+            region.restart()
+            return lambda batch: region.add(batch, lambda v: timestamp_ns(v, encoding, "series"), as_float,
+                                            value_columns)
+
+        stream_numeric(path, ["symbol", "timestamp"], value_columns, tail,
+                       [first, last, *([end] if end is not None else [])], make, timeout_s)
+
+    block, regions = columnar.read_in_storage_order(ranges, len(value_columns), read_range)
+    return columnar.frame_from_regions(block, regions, value_columns, drop_if_empty=OPTIONAL_SERIES_COLUMNS)
+
+
 def load_panel(
     db_path: str | Path,
     symbols: Sequence[str] | None = None,
@@ -394,17 +446,25 @@ def load_panel(
         encoding = detect_timestamp_encoding(connection, "series")
         has_indicators = include_indicators and "indicators" in tables
         ind_encoding = detect_timestamp_encoding(connection, "indicators") if has_indicators else encoding
-        wanted = list(symbols) if symbols else distinct_symbols(connection)
+        # a symbol subset or a lower time bound reads through the (symbol, timestamp) index; the whole
+        # table (or all of it up to `end`) is scanned in storage order, where rowids allow it
+        ranges = columnar.rowid_ranges(connection, READ_THREADS) if not symbols and start_ts is None else None
+        wanted = list(symbols) if symbols else ([] if ranges is not None else distinct_symbols(connection))
     value_columns = [*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in present)]
-    order = " ORDER BY symbol, timestamp" if encoding.kind != "iso_other" else ""
+    if ranges is not None:  # the whole table: storage-order scans, sorted in numpy (data.columnar)
+        panel = _panel_in_storage_order(path, ranges, value_columns, end_ts, encoding, timeout_s)
+    else:
+        order = " ORDER BY symbol, timestamp" if encoding.kind != "iso_other" else ""
 
-    def read_group(group: list[str]) -> pa.Table:
-        where, params = _where_clause(group, start_ts, end_ts, encoding)
-        return read_numeric(path, ["symbol", "timestamp"], value_columns, f" FROM series{where}{order}", params, timeout_s)
+        def read_group(group: list[str]) -> pa.Table:
+            where, params = _where_clause(group, start_ts, end_ts, encoding)
+            return read_numeric(path, ["symbol", "timestamp"], value_columns, f" FROM series{where}{order}", params,
+                                timeout_s)
 
-    table = read_partitioned(path, [str(s) for s in wanted if s is not None], read_group)
-    # optional columns the database never filled are left out
-    panel = _frame_from_arrow(table, encoding, "series", value_columns, drop_if_empty=OPTIONAL_SERIES_COLUMNS)
+        table = read_partitioned(path, [str(s) for s in wanted if s is not None], read_group)
+        # optional columns the database never filled are left out
+        panel = _frame_from_arrow(table, encoding, "series", value_columns, drop_if_empty=OPTIONAL_SERIES_COLUMNS)
+        del table
     if has_indicators:
         ind_where, ind_params = _where_clause(symbols, start_ts, end_ts, ind_encoding)
         wide = _pivot_indicators(path, ind_where, ind_params, ind_encoding, timeout_s)
