@@ -22,6 +22,7 @@ own segments, on exactly the model's rows, with the same IC and portfolio arithm
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from plus_ultra_ml.data.windows import Split, Targets, WindowedData
 from plus_ultra_ml.evaluation import metrics as M
 from plus_ultra_ml.evaluation.backtest import portfolio_pnl
 from plus_ultra_ml.evaluation.baselines import run_baselines
+
+logger = logging.getLogger(__name__)
 
 FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
 # held-out baseline keys -> evaluation.baselines names; "linear" is the ridge baseline (the
@@ -100,8 +103,15 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
 
 
 def segment_periods_per_year(data: WindowedData, trading_calendar: calendar.TradingCalendar | str | None = None) -> float:
-    """Bars per year of the panel's trading calendar (given, else inferred from the grid's timestamps);
-    the count comes from the calendar, never from how many rows a segment holds."""
+    """Bars per year of the panel's trading calendars: what the windows carry (`WindowedData.periods_per_year`,
+    from `data.calendar.panel_periods_per_year` before any fitting), else of `trading_calendar`; only when
+    neither is known is the calendar inferred from the grid's timestamps (the last resort, logged). The
+    count comes from a calendar, never from how many rows a segment holds."""
+    if trading_calendar is None and data.periods_per_year is not None:
+        return float(data.periods_per_year)
+    if trading_calendar is None:
+        logger.warning("windows carry no calendar annualisation: inferring the trading calendar from their "
+                       "timestamps; build them with periods_per_year=data.calendar.panel_periods_per_year(panel)")
     return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True), trading_calendar)
 
 
