@@ -392,12 +392,15 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
         return None
     _load_best(module, run.best)
     metrics: dict[str, float] = {f"{monitor.replace('/', '_')}_best": _best_score(run.best) or float("nan")}
-    ppy = segment_periods_per_year(dm.data)
-    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy)
+    ppy = segment_periods_per_year(dm.data)  # the panel calendars' bars per year, carried by the windows
+    # the forecast -> position mapping is fitted on the training windows' forecasts only
+    train_forecast = predict_segment(module, dm.data, "train", dm.eval_batch_size).frame["forecast_1"].to_numpy()
+    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy,
+                                 train_forecast)
     metrics.update({f"val_{k}": v for k, v in validation.items()})
     if "test" in dm.data.ends and len(dm.data.ends["test"]):
         test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
-        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy).items()})
+        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy, train_forecast).items()})
         baselines = baseline_metrics(test.frame, data.panel, data.features, dm.targets, dm.split, "test", cfg.costs,
                                      ppy, seed=cfg.seed, config=cfg.baselines)
         metrics.update({f"baseline_{k}": v for k, v in baselines.items()})
