@@ -41,7 +41,7 @@ from plus_ultra_ml.checkpoints.supervised import TrainedModel, load_checkpoint
 from plus_ultra_ml.config import FeaturesConfig, ServiceConfig, config_from_dict
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord
-from plus_ultra_ml.serving.calendars import ServedCalendars, resolve_served
+from plus_ultra_ml.serving.calendars import resolve_served
 from plus_ultra_ml.serving.featurise import FeatureRecipe, LatestFeaturiser, LatestWindows, recipe_for
 
 logger = logging.getLogger(__name__)
@@ -165,14 +165,6 @@ def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
     return model
 
 
-def training_periods_per_year(lineage: LineageRecord, universe: Sequence[str], db_path: str | Path | None = None,
-                              timeout_s: float = 10.0, pinned: float | None = None) -> ServedCalendars:
-    """The served universe's trading calendars, resolved as training resolved them (assets.exchange, the
-    training config's data.calendar, the calendar lineage recorded), and the bars per year the features
-    are annualised with (serving/calendars.py); never inferred from the request window."""
-    return resolve_served(lineage, universe, db_path, timeout_s, pinned)
-
-
 def _pinned_features(lineage: LineageRecord, feature_table: str | Path | None) -> FeaturesConfig | None:
     if feature_table is not None:
         from plus_ultra_ml.features.pipeline import read_feature_config
@@ -222,7 +214,8 @@ class Predictor:
         universe = tuple(lineage.panel.get("symbols") or model.net.vocabulary.symbols)
         fixed = pinned.periods_per_year if pinned is not None and pinned.periods_per_year is not None \
             else cfg_features.periods_per_year
-        served = training_periods_per_year(lineage, universe, db_path, timeout_s, fixed)
+        # calendars resolved as training did (assets.exchange, data.calendar, lineage), never from the request
+        served = resolve_served(lineage, universe, db_path, timeout_s, fixed)
         recipe = recipe_for(lineage.config, model.feature_names, model.window,
                             fingerprint=lineage.features.get("fingerprint"), universe=universe,
                             periods_per_year=served.periods_per_year, pinned=pinned,
