@@ -38,7 +38,7 @@ SIZES = {  # depth key and the other sizes of each architecture (small, CPU-frie
     "temporal_fusion": ("n_attention_layers", {"n_heads": 4, "lstm_layers": 1, "dropout": 0.1}),
 }
 COLUMNS = ("test_loss", "test_ic_next_bar", "test_ic_h1", "test_rank_ic_h1", "test_sharpe_net",
-           "test_forecast_sign_sharpe_net", "val_loss_best", "baseline_linear_ic_next_bar")
+           "test_forecast_sharpe_net", "val_loss_best", "baseline_linear_ic_next_bar")
 
 
 def main() -> None:

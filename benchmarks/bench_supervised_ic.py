@@ -14,7 +14,8 @@ prints the held-out numbers, which come from the split's test tail only:
     oracle_all  fixture_truth.oracle_ic: the oracle over the whole history (the issue's reference)
     oracle_test the same oracle on exactly the test windows' bars (the fair ceiling for this sample)
     linear / momentum   baselines on the same windows (evaluation/baselines.py, scored by evaluation/heldout.py)
-    sharpe      annualised net Sharpe of the position head; sign_sharpe: of sign(forecast_1)
+    sharpe      annualised net Sharpe of the position head; sign_sharpe: of forecast 1 through ForecastPositions
+                (fitted on training forecasts; held-out key test_forecast_sharpe_net)
 
 Timings are wall-clock on whatever machine runs it; on the shared 2-core development machine other
 engineers' jobs ran at the same time, so read them as upper bounds.
@@ -115,7 +116,7 @@ def main() -> None:
                    "ic": m["test_ic_next_bar"], "ratio_all": m["test_ic_next_bar"] / truth.oracle_ic,
                    "ratio_test": m["test_ic_next_bar"] / oracle_test, "linear": m["baseline_linear_ic_next_bar"],
                    "momentum": m["baseline_momentum_ic_next_bar"], "sharpe": m["test_sharpe_net"],
-                   "sign_sharpe": m["test_forecast_sign_sharpe_net"], "loss": m["test_loss"]}
+                   "sign_sharpe": m["test_forecast_sharpe_net"], "loss": m["test_loss"]}
             rows.append(row)
             print(f"{seed} | {wall:.0f} | {row['steps']} | {row['ic']:.4f} | {row['ratio_all']:.2f} | "
                   f"{row['ratio_test']:.2f} | {row['linear']:.4f} | {row['momentum']:.4f} | {row['sharpe']:.2f} | "

@@ -154,7 +154,7 @@ def print_validation(results: list[FoldResult]) -> None:
     if not rows:
         return
     table = pd.DataFrame(rows).pivot_table(index=["fold", "seed"], columns="metric", values="value")
-    wanted = [c for c in ("supervised_val_sharpe_net", "supervised_val_forecast_sign_sharpe_net",
+    wanted = [c for c in ("supervised_val_sharpe_net", "supervised_val_forecast_sharpe_net",
                           "supervised_val_ic_next_bar", "supervised_val_turnover", "supervised_val_exposure",
                           "ppo_val_ppo_sharpe_net", "ppo_best_update") if c in table.columns]
     print("\nvalidation segments (selection numbers; position head = supervised_val_sharpe_net):")

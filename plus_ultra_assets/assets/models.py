@@ -23,7 +23,7 @@ from plus_ultra_ml.serving.gate import BASELINES, HELDOUT_CRITERIA, CheckOutcome
 
 GROUP = "models"
 HEADLINE = ("test_loss", "test_ic_next_bar", "test_ic_h1", "test_rank_ic_h1", "test_sharpe_net", "test_sharpe_gross",
-            "test_forecast_sign_sharpe_net", "test_turnover", "val_loss", "val_ic_next_bar")
+            "test_forecast_sharpe_net", "test_turnover", "val_loss", "val_ic_next_bar")
 SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 

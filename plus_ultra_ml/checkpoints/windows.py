@@ -15,6 +15,7 @@ import pandas as pd
 
 from plus_ultra_ml.checkpoints.supervised import TrainedModel
 from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.calendar import panel_periods_per_year
 from plus_ultra_ml.data.windows import Split, WindowedData, build_targets, build_windows
 from plus_ultra_ml.errors import PlusUltraError
 
@@ -47,4 +48,6 @@ def policy_windows(cfg: ExperimentConfig, data: Frames, supervised: TrainedModel
     windows = cfg.windows.model_copy(update={"window": supervised.window, "horizon": supervised.horizon})
     split = split_from_record(supervised.lineage.split)
     features = data.features[list(supervised.feature_names)]
-    return build_windows(features, build_targets(data.panel, supervised.horizon), split, windows, supervised.scaler)
+    ppy = panel_periods_per_year(data.panel, cfg.features.periods_per_year)
+    return build_windows(features, build_targets(data.panel, supervised.horizon), split, windows, supervised.scaler,
+                         ppy)

@@ -18,6 +18,9 @@ def report(
     benchmark_column: Annotated[str | None, typer.Option(help="column holding a per-bar benchmark return")] = None,
     title: Annotated[str, typer.Option(help="report title")] = "Out-of-sample report",
     n_trials: Annotated[int | None, typer.Option(help="configurations tried, for the deflated Sharpe ratio")] = None,
+    periods_per_year: Annotated[float | None, typer.Option(
+        help="bars per year to annualise with (default: what the predictions file records, the panel calendars')",
+        min=0.0)] = None,
 ) -> None:
     """An investor-ready report: metric tables (with bootstrap intervals), per fold/seed/regime, IC, figures."""
     import pandas as pd
@@ -38,7 +41,8 @@ def report(
     costs = load_config(config).costs if config else CostConfig()
     with progress() as bar:
         task = bar.add_task("building the report", total=None)
-        built = build_report(frame, costs, title=title, benchmark=benchmark, n_trials=n_trials)
+        built = build_report(frame, costs, title=title, benchmark=benchmark, n_trials=n_trials,
+                             periods_per_year=periods_per_year or None)
         files = write_report(built, output)
         bar.update(task, total=1, completed=1)
     console.print(built.overall[["sharpe", "sharpe_low", "sharpe_high", "total_return", "max_drawdown"]].round(3))

@@ -146,7 +146,8 @@ def predict(
     metrics: dict[str, dict[str, float]] = {}
     ic: dict[str, float] = {}
     if len(scored.index.get_level_values("timestamp").unique()) >= 3:
-        report = build_report(scored, model_costs(model, cfg))
+        report = build_report(scored, model_costs(model, cfg),  # the served calendars' bars per year
+                              periods_per_year=recipe.features.periods_per_year)
         metrics = {s: {k: float(v) for k, v in row.items()} for s, row in
                    report.overall[["sharpe", "total_return", "max_drawdown", "hit_rate", "turnover"]].iterrows()}
         if "ic" in report.ic:

@@ -37,6 +37,7 @@ def walkforward(
 
     from plus_ultra_ml.artifacts import atomic_path, home
     from plus_ultra_ml.config import load_config
+    from plus_ultra_ml.data.calendar import panel_periods_per_year
     from plus_ultra_ml.evaluation.predictions import strategies_of
     from plus_ultra_ml.evaluation.report import build_report, write_report
     from plus_ultra_ml.evaluation.walkforward import find_fold, fold_table, plan_folds
@@ -77,7 +78,8 @@ def walkforward(
     with atomic_path(out / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp)
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name}, CLI)",
-                          n_trials=len(strategies_of(predictions)))
+                          n_trials=len(strategies_of(predictions)),
+                          periods_per_year=panel_periods_per_year(data.panel, cfg.features.periods_per_year))
     files = write_report(report, out / "report.html") + write_report(report, out / "report.md")
     console.print(report.overall[["sharpe", "sharpe_low", "sharpe_high", "total_return", "max_drawdown"]].round(3))
     console.print(f"predictions {out / 'predictions.parquet'}")

@@ -237,12 +237,16 @@ def resolve_calendars(
     times_by_symbol: Mapping[str, pd.DatetimeIndex],
     exchanges: Mapping[str, str | None] | None = None,
     configured: str | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> dict[str, TradingCalendar]:
-    """Each symbol's calendar: assets.exchange, else data.calendar, else inferred once from the
-    pooled timestamps of the symbols left (more history than any one symbol, and stable as it grows)."""
+    """Each symbol's calendar: assets.exchange, else data.calendar, else `recorded` (the calendar a
+    model's lineage says it was trained with: serving), else inferred once from the pooled timestamps
+    of the symbols left (more history than any one symbol, and stable as it grows)."""
     exchanges = exchanges or {}
+    recorded = {s: n for s, n in (recorded or {}).items() if n}
     out: dict[str, TradingCalendar] = {}
-    unresolved = [s for s in times_by_symbol if not str(exchanges.get(s) or "").strip() and configured is None]
+    unresolved = [s for s in times_by_symbol if not str(exchanges.get(s) or "").strip() and configured is None
+                  and s not in recorded]
     inferred = None
     if unresolved:
         pooled = pd.DatetimeIndex(np.unique(np.concatenate([_as_utc_index(times_by_symbol[s]).asi8
@@ -260,6 +264,8 @@ def resolve_calendars(
             out[symbol] = get_calendar(str(exchange))
         elif configured is not None:
             out[symbol] = get_calendar(configured)
+        elif symbol in recorded:
+            out[symbol] = get_calendar(recorded[symbol])
         else:
             out[symbol] = inferred
     return out
@@ -305,3 +311,33 @@ def common_periods_per_year(calendars: Mapping[str, TradingCalendar], spacing: p
             "way by setting data.calendar for all of them, or features.periods_per_year"
         )
     return float(np.mean(list(values.values())))
+
+
+def panel_periods_per_year(panel: pd.DataFrame, pinned: float | None = None,
+                           spacing: pd.Timedelta | None = None) -> float:
+    """The one annualisation of a panel (its features, held-out metrics and reports): `pinned`
+    (``features.periods_per_year``) when set, else the bars per year its symbols' calendars agree on
+    at the bar spacing (given, else the timestamps' most common step). The calendars are the ones
+    build_panel resolved and recorded in ``panel.attrs["calendars"]``; a panel that carries none has
+    them inferred from all its timestamps (the documented last resort, logged)."""
+    if pinned is not None:
+        return float(pinned)
+    if not panel.attrs.get(CALENDAR_ATTR):
+        log.warning("the panel carries no resolved trading calendars (build_panel records them): inferring them "
+                    "from its timestamps; pin data.calendar or features.periods_per_year")
+    times = panel.index.get_level_values("timestamp")
+    return common_periods_per_year(panel_calendars(panel), spacing if spacing is not None else bar_spacing(times))
+
+
+def calendar_record(panel: pd.DataFrame, pinned: float | None = None) -> dict:
+    """What lineage keeps of a panel's calendars, so serving annualises as training did: each symbol's
+    calendar name, the bar spacing and the bars per year (None where the calendars disagree and
+    nothing is pinned: training would have refused to annualise)."""
+    calendars = panel_calendars(panel)
+    spacing = bar_spacing(panel.index.get_level_values("timestamp"))
+    try:
+        ppy: float | None = panel_periods_per_year(panel, pinned, spacing)
+    except DataContractError:
+        ppy = None
+    return {"calendars": {str(s): c.name for s, c in calendars.items()}, "bar_spacing": str(spacing),
+            "periods_per_year": ppy}

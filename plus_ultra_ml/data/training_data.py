@@ -37,8 +37,13 @@ class TrainingData:
         if self.panel_fingerprint is None:
             object.__setattr__(self, "panel_fingerprint", frame_fingerprint(self.panel))
 
-    def panel_record(self) -> dict[str, Any]:
+    def panel_record(self, periods_per_year: float | None = None) -> dict[str, Any]:
+        """The panel's lineage entry: span, rows, symbols, fingerprint, and its resolved trading calendars
+        with the bar spacing and bars per year (`periods_per_year` when pinned: features.periods_per_year),
+        so serving annualises exactly as training did (data.calendar.calendar_record)."""
+        from plus_ultra_ml.data.calendar import calendar_record
+
         times = self.panel.index.get_level_values("timestamp")
         return {"start": times.min().isoformat(), "end": times.max().isoformat(), "rows": int(len(self.panel)),
                 "symbols": sorted(map(str, self.panel.index.get_level_values("symbol").unique())),
-                "fingerprint": self.panel_fingerprint}
+                "fingerprint": self.panel_fingerprint, **calendar_record(self.panel, periods_per_year)}

@@ -175,6 +175,9 @@ class WindowedData:
     split: Split
     scaler: RobustScaler
     ends: dict[str, np.ndarray] = field(default_factory=dict)
+    # bars per year of the panel's trading calendars (data.calendar.panel_periods_per_year), fixed before any
+    # fitting; None: not given, and evaluation.heldout.segment_periods_per_year infers it (logged)
+    periods_per_year: float | None = None
 
     def dataset(self, segment: str, window: int | None = None) -> WindowDataset:
         return WindowDataset(self, segment, window or self.window)
@@ -196,9 +199,11 @@ def _valid_window_ends(ok_rows: np.ndarray, symbol_ids: np.ndarray, in_segment: 
 
 
 def build_windows(
-    features: pd.DataFrame, targets: Targets, split: Split, cfg: WindowsConfig, scaler: RobustScaler | None = None
+    features: pd.DataFrame, targets: Targets, split: Split, cfg: WindowsConfig, scaler: RobustScaler | None = None,
+    periods_per_year: float | None = None,
 ) -> WindowedData:
     """Window the (symbol, timestamp) feature frame per segment; fit the scaler on training rows only.
+    `periods_per_year` (the panel calendars' annualisation) travels with the windows to every scorer.
 
     A window ending at t is in a segment when bars t-T+1..t lie in the segment and the targets of
     every bar in it are known and lie in the segment too (t + H <= the segment's last bar)."""
@@ -238,6 +243,7 @@ def build_windows(
         split=split,
         scaler=scaler,
         ends=ends,
+        periods_per_year=periods_per_year,
     )
 
 

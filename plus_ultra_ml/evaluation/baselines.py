@@ -1,8 +1,16 @@
 """Baselines a model must beat, fitted on exactly the segments the model is fitted on.
 
 * buy_and_hold: long every symbol. The report's portfolio is the mean over symbols of each
-  symbol's path, so on a panel this is also the equal-weight (1/N, rebalanced every bar) portfolio
+  symbol's path, so on a panel this is the equal-weight (1/N, rebalanced every bar) portfolio
   of the universe.
+* universe_buy_and_hold: the true buy-and-hold of the universe: equal weights at the segment's
+  first bar (the start of the scored window), then left to drift with prices, never rebalanced.
+  In the portfolio convention above (the mean over symbols of position x next return) it is the
+  position ``p_i[t] = N * g_i[t] / sum_j g_j[t]`` with ``g_i[t] = close_i[t] / close_i[first]``
+  (closes <= t only), so the mean of ``p_i[t] r_i[t+1]`` is the drifting portfolio's return. The
+  positions sum to N (exposure 1) and a winner's may exceed 1. On one symbol it is buy_and_hold.
+  Costs: the PnL road charges changes of p, so the weight drift is charged as if traded (it is
+  not: an upper bound, the cross-sectional dispersion of one bar's returns times the cost rate).
 * persistence: the no-change forecast (expected next return zero), i.e. flat everywhere: what
   doing nothing earns after costs (exactly zero), the floor every strategy must clear.
 * vol_target: volatility-targeted buy-and-hold, ``min(1, target / trailing realised volatility)``
@@ -40,7 +48,7 @@ from plus_ultra_ml.config import BaselinesConfig
 from plus_ultra_ml.data.windows import Split, Targets
 from plus_ultra_ml.errors import PlusUltraError
 
-BASELINES = ("buy_and_hold", "persistence", "vol_target", "momentum", "mean_reversion", "ridge", "lightgbm")
+BASELINES = ("buy_and_hold", "universe_buy_and_hold", "persistence", "vol_target", "momentum", "mean_reversion", "ridge", "lightgbm")
 POSITION_SCALE_STDS = 2.0  # a forecast this many training stds above the training mean is full exposure
 
 
@@ -124,6 +132,23 @@ def _trailing_return(close: pd.Series, lookback: int) -> pd.Series:
 def buy_and_hold(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
     rows = _bars_of(close.index, split, segment)
     return BaselineResult("buy_and_hold", pd.Series(1.0, index=close.index[rows]), None)
+
+
+def universe_buy_and_hold(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
+    """Equal weights at the segment's first bar, then drifting with prices (module docstring).
+
+    close: the panel's close on its (symbol, timestamp) index. A symbol's value grows with its own
+    close from its first bar in the segment; over a bar where it has no close its value is held
+    (forward-filled), and a symbol that starts later joins at its then-current weight.
+    """
+    rows = _bars_of(close.index, split, segment)
+    part = close[rows]
+    wide = part.unstack("symbol").sort_index()  # (T, N) closes, NaN where a symbol has no bar
+    growth = (wide / wide.bfill().iloc[0]).ffill().fillna(1.0)  # (T, N) g_i[t]: closes <= t (and the first)
+    position = wide.shape[1] * growth.div(growth.sum(axis=1), axis=0)  # (T, N), rows sum to N
+    long = position.stack(future_stack=True).rename("position")  # (timestamp, symbol)
+    long = long.reorder_levels(["symbol", "timestamp"]).reindex(part.index)
+    return BaselineResult("universe_buy_and_hold", long.astype(np.float64), None)
 
 
 def persistence(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
@@ -218,6 +243,7 @@ def run_baselines(panel: pd.DataFrame, features: pd.DataFrame, targets: Targets,
     close = panel["close"]
     makers = {
         "buy_and_hold": lambda: buy_and_hold(close, split, segment),
+        "universe_buy_and_hold": lambda: universe_buy_and_hold(close, split, segment),
         "persistence": lambda: persistence(close, split, segment),
         "vol_target": lambda: vol_target(close, split, segment, window=config.vol_window),
         "momentum": lambda: momentum(close, split, segment),

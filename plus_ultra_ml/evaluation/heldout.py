@@ -13,8 +13,10 @@ Metrics:
   pooled Pearson IC against the next bar's simple return, the fixture oracle's definition;
 - the position head's equal-weight portfolio over symbols: per-bar net PnL through
   `evaluation.backtest.portfolio_pnl` (objectives.pnl: next-bar fills, trading and holding costs),
-  annualised Sharpe net and gross, turnover, and the net Sharpe of sign(forecast_1) as a reference
-  for the forecast alone. A bar without a window (the segment's first window-1 bars) is held flat.
+  annualised Sharpe net and gross, turnover, and `forecast_sharpe_net`: the net Sharpe of the 1-bar
+  forecast turned into positions by `evaluation.baselines.ForecastPositions` fitted on the training
+  segment's forecasts only (the walk-forward `forecast` strategy), which separates a good forecast
+  from a poor position head. A bar without a window (the segment's first window-1 bars) is held flat.
 
 `baseline_metrics` scores the one set of baselines (evaluation/baselines.py), fitted on the split's
 own segments, on exactly the model's rows, with the same IC and portfolio arithmetic.
@@ -22,6 +24,7 @@ own segments, on exactly the model's rows, with the same IC and portfolio arithm
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -33,7 +36,9 @@ from plus_ultra_ml.data import calendar
 from plus_ultra_ml.data.windows import Split, Targets, WindowedData
 from plus_ultra_ml.evaluation import metrics as M
 from plus_ultra_ml.evaluation.backtest import portfolio_pnl
-from plus_ultra_ml.evaluation.baselines import run_baselines
+from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
+
+logger = logging.getLogger(__name__)
 
 FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
 # held-out baseline keys -> evaluation.baselines names; "linear" is the ridge baseline (the
@@ -41,7 +46,7 @@ FREE = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
 # (persistence is left out: its PnL is zero on every bar, so its Sharpe is undefined; "beats persistence"
 # is "net Sharpe above zero")
 HELDOUT_BASELINES = {"momentum": "momentum", "linear": "ridge", "buy_and_hold": "buy_and_hold",
-                     "vol_target": "vol_target"}
+                     "universe_buy_and_hold": "universe_buy_and_hold", "vol_target": "vol_target"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,17 @@ def signal_metrics(forecast: pd.DataFrame, targets: pd.DataFrame, next_return: p
     return out
 
 
-def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float) -> dict[str, float]:
-    """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment."""
+def forecast_positions(frame: pd.DataFrame, train_forecast: np.ndarray) -> pd.Series:
+    """Positions of the 1-bar forecast (`frame["forecast_1"]`) through the one forecast -> position mapping,
+    fitted on `train_forecast` (the model's forecasts on its training windows) and nothing else."""
+    mapping = ForecastPositions.fit(train_forecast)
+    return pd.Series(mapping.transform(frame["forecast_1"].to_numpy()), index=frame.index, name="position")
+
+
+def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float,
+                    train_forecast: np.ndarray | None = None) -> dict[str, float]:
+    """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment; with
+    `train_forecast` (forecast_1 on the training windows), also `forecast_sharpe_net` (module docstring)."""
     f = pred.frame
     H = sum(c.startswith("forecast_") for c in f.columns)
     out: dict[str, float] = {"loss": pred.loss, **{f"loss_{k}": v for k, v in pred.parts.items()}}
@@ -90,9 +104,9 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     gross = portfolio_pnl(f["position"], f["next_return"], FREE)
     out["sharpe_net"] = _sharpe(net, periods_per_year)
     out["sharpe_gross"] = _sharpe(gross, periods_per_year)
-    # the simplest rule on the forecast itself, sign(forecast_1): separates a good forecast from a poor position head
-    sign = np.sign(f["forecast_1"])
-    out["forecast_sign_sharpe_net"] = _sharpe(portfolio_pnl(sign, f["next_return"], costs), periods_per_year)
+    if train_forecast is not None:  # the forecast alone, mapped as every forecaster is (fitted on training only)
+        positions = forecast_positions(f, train_forecast)
+        out["forecast_sharpe_net"] = _sharpe(portfolio_pnl(positions, f["next_return"], costs), periods_per_year)
     out["turnover"] = float(M.turnover(f["position"].unstack("symbol").sort_index().fillna(0.0)).mean())
     out["exposure"] = float(f["position"].abs().mean())
     out["windows"] = float(len(f))
@@ -100,8 +114,15 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
 
 
 def segment_periods_per_year(data: WindowedData, trading_calendar: calendar.TradingCalendar | str | None = None) -> float:
-    """Bars per year of the panel's trading calendar (given, else inferred from the grid's timestamps);
-    the count comes from the calendar, never from how many rows a segment holds."""
+    """Bars per year of the panel's trading calendars: what the windows carry (`WindowedData.periods_per_year`,
+    from `data.calendar.panel_periods_per_year` before any fitting), else of `trading_calendar`; only when
+    neither is known is the calendar inferred from the grid's timestamps (the last resort, logged). The
+    count comes from a calendar, never from how many rows a segment holds."""
+    if trading_calendar is None and data.periods_per_year is not None:
+        return float(data.periods_per_year)
+    if trading_calendar is None:
+        logger.warning("windows carry no calendar annualisation: inferring the trading calendar from their "
+                       "timestamps; build them with periods_per_year=data.calendar.panel_periods_per_year(panel)")
     return calendar.periods_per_year(pd.to_datetime(np.unique(data.timestamps), utc=True), trading_calendar)
 
 

@@ -13,6 +13,10 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+
+``predictions.attrs["periods_per_year"]`` (`PERIODS_PER_YEAR`): the bars per year of the trading
+calendars of the panel the rows come from (data.calendar.panel_periods_per_year), set by the
+producer; it travels inside the parquet file and is what the report annualises with.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ FORECAST = "forecast__"
 SIGNAL = "signal__"
 TARGET = "target__"
 REGIME = "regime__"
+PERIODS_PER_YEAR = "periods_per_year"  # predictions.attrs key: the panel calendars' bars per year
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:

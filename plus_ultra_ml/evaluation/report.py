@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_ye
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
-from plus_ultra_ml.evaluation.predictions import (FORECAST, POSITION, REGIME, SIGNAL, TARGET, signals_of, strategies_of,
-                                                   with_defaults)
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, REGIME, SIGNAL, TARGET,
+                                                   signals_of, strategies_of, with_defaults)
+
+logger = logging.getLogger(__name__)
 
 HEADLINE = ["sharpe", "sharpe_low", "sharpe_high", "total_return", "cagr", "annual_volatility", "max_drawdown",
             "sortino", "calmar", "hit_rate", "turnover", "exposure"]
@@ -108,12 +111,25 @@ def _summary(returns: pd.Series, positions: pd.DataFrame | None, ppy: float, ben
     return summary
 
 
+def report_periods_per_year(predictions: pd.DataFrame, periods_per_year: float | None = None) -> float:
+    """The report's annualisation: the value given, else the one the producer recorded
+    (``predictions.attrs["periods_per_year"]``: the panel calendars' bars per year), never the count
+    of scored bars. Only when neither is known is the calendar inferred from the scored timestamps,
+    the documented last resort, with a warning (folds that are not adjacent make that guess unreliable)."""
+    recorded = periods_per_year or predictions.attrs.get(PERIODS_PER_YEAR)
+    if recorded:
+        return float(recorded)
+    logger.warning("the predictions record no calendar annualisation (attrs[%r]): inferring the trading calendar "
+                   "from the scored timestamps; pass periods_per_year (e.g. --periods-per-year)", PERIODS_PER_YEAR)
+    return float(infer_periods_per_year(predictions.index.get_level_values("timestamp")))
+
+
 def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
                  periods_per_year: float | None = None, benchmark: pd.Series | None = None,
                  n_trials: int | None = None, seed: int = 0) -> Report:
     frame = with_defaults(predictions)
     times = frame.index.get_level_values("timestamp")
-    ppy = periods_per_year or infer_periods_per_year(times)
+    ppy = report_periods_per_year(frame, periods_per_year)
     strategies = strategies_of(frame)
     returns = portfolio_returns(frame, costs)
     wide_positions = {s: frame[POSITION + s].unstack("symbol") for s in strategies} if frame["seed"].nunique() == 1 \

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.data.calendar import panel_periods_per_year
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
-from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, SIGNAL, TARGET
+from plus_ultra_ml.evaluation.predictions import FORECAST, PERIODS_PER_YEAR, POSITION, REGIME, SIGNAL, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
@@ -130,8 +131,10 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
     if not complete.all():
         logger.info("%s: %d of %d rows lack a strategy's position or a next return; scored on the rest",
                     fold.name, int((~complete).sum()), len(predictions))
-    return FoldResult(fold.name, predictions[complete].sort_index(), {k: v for k, v in checkpoints.items() if v},
-                      metrics)
+    scored = predictions[complete].sort_index()
+    # the report annualises with the panel calendars' bars per year, never the count of scored bars
+    scored.attrs[PERIODS_PER_YEAR] = panel_periods_per_year(data.panel, cfg.features.periods_per_year)
+    return FoldResult(fold.name, scored, {k: v for k, v in checkpoints.items() if v}, metrics)
 
 
 @dataclass(frozen=True)

@@ -204,12 +204,11 @@ def _resolve_periods_per_year(cfg: FeaturesConfig, panel: pd.DataFrame) -> float
     """Bars per year from the panel's trading calendars (never from how many bars it holds)."""
     if cfg.periods_per_year is not None:
         return float(cfg.periods_per_year)
-    from plus_ultra_ml.data.calendar import bar_spacing, common_periods_per_year, panel_calendars
+    from plus_ultra_ml.data.calendar import panel_calendars, panel_periods_per_year
 
-    timestamps = panel.index.get_level_values("timestamp")
     try:
         calendars = panel_calendars(panel)
-        value = common_periods_per_year(calendars, bar_spacing(timestamps))
+        value = panel_periods_per_year(panel)
     except ValueError as error:
         raise DataContractError(
             f"cannot infer the bar frequency for annualisation ({error}); set features.periods_per_year"

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import DataConfig, FeaturesConfig, RegimeConfig, config_from_dict
+from plus_ultra_ml.data.calendar import CALENDAR_ATTR
 from plus_ultra_ml.data.regimes import label_regimes
 from plus_ultra_ml.data.windows import VOL_HALFLIFE, RobustScaler, build_targets
 from plus_ultra_ml.errors import DataContractError, PlusUltraError
@@ -124,6 +125,10 @@ class FeatureRecipe:
     specs: tuple[FeatureSpec, ...]
     window: int
     budget: HistoryBudget
+    # symbol -> trading calendar name, resolved as training did (serving/calendars.py); gaps and
+    # forward-fill of served history are judged against its sessions. A symbol missing here (nothing
+    # recorded, no database) has its calendar inferred from the bars at hand, logged.
+    calendars: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def cross_sectional(self) -> bool:
@@ -155,9 +160,10 @@ def feature_specs(names: Sequence[str]) -> tuple[FeatureSpec, ...]:
 def recipe_for(lineage_config: Mapping[str, Any], feature_names: Sequence[str], window: int, *,
                fingerprint: str | None, universe: Sequence[str], periods_per_year: float | None = None,
                pinned: FeaturesConfig | None = None, tolerance: float = 1e-7,
-               history_bars: int | None = None) -> FeatureRecipe:
+               history_bars: int | None = None, calendars: Mapping[str, str] | None = None) -> FeatureRecipe:
     """The recipe of a checkpoint: its training config's features/regimes/data sections, its feature
-    names, and the annualisation the features used (from `pinned`, the config, or `periods_per_year`)."""
+    names, the annualisation the features used (from `pinned`, the config, or `periods_per_year`: the
+    served calendars' bars per year) and the served symbols' trading `calendars`."""
     cfg = config_from_dict(lineage_config, source="the checkpoint's lineage config")
     base = pinned or cfg.features
     ppy = base.periods_per_year if base.periods_per_year is not None else periods_per_year
@@ -167,7 +173,7 @@ def recipe_for(lineage_config: Mapping[str, Any], feature_names: Sequence[str], 
     indicators = tuple(i[len(INDICATOR_PREFIX):] for s in specs for i in s.inputs if i.startswith(INDICATOR_PREFIX))
     budget = history_budget(specs, window, cfg.regimes, tolerance, history_bars)
     return FeatureRecipe(features, cfg.regimes, cfg.data, tuple(feature_names), fingerprint, tuple(universe),
-                         tuple(dict.fromkeys(indicators)), specs, window, budget)
+                         tuple(dict.fromkeys(indicators)), specs, window, budget, dict(calendars or {}))
 
 
 def compute_model_features(panel: pd.DataFrame, recipe: FeatureRecipe, labels: pd.DataFrame | None):
@@ -311,17 +317,19 @@ class LatestFeaturiser:
         r = self.recipe
         spacing = pd.Timedelta(r.data.freq) if r.data.freq else None
         return read_recent(self._db(), r.universe, r.budget.bars, indicators=r.indicators, start=r.data.start,
-                           ffill_limit=r.data.ffill_limit, spacing=spacing, timeout_s=self.timeout_s)
+                           ffill_limit=r.data.ffill_limit, spacing=spacing, timeout_s=self.timeout_s,
+                           calendars=r.calendars)
 
     def _rebuild_state(self) -> RegimeState:
         """One full read of the universe's close and volume history (at start, and after a long sleep)."""
         from plus_ultra_ml.data.gaps import forward_fill_gaps
         from plus_ultra_ml.data.store import load_panel
+        from plus_ultra_ml.serving.history import calendars_of
 
         r = self.recipe
         panel = load_panel(self._db(), list(r.universe), r.data.start, None, False, self.timeout_s)
         spacing = pd.Timedelta(r.data.freq) if r.data.freq else None
-        panel, _ = forward_fill_gaps(panel, r.data.ffill_limit, spacing)
+        panel, _ = forward_fill_gaps(panel, r.data.ffill_limit, spacing, calendars_of(panel, r.calendars))
         self.stats = replace(self.stats, state_rebuilds=self.stats.state_rebuilds + 1)
         logger.info("regime state built from %d bars of %d symbols", len(panel), len(r.universe))
         return RegimeState.from_history(panel, r.regimes, keep_last=r.window)
@@ -384,6 +392,9 @@ class LatestFeaturiser:
                     f"universe {list(r.universe)}: supplied bars lack {missing}; send bars for every universe "
                     "symbol or omit bars to read the database"
                 )
+        if r.calendars:  # the served calendars, not a guess from the bars sent
+            panel = panel.copy()
+            panel.attrs[CALENDAR_ATTR] = {**dict(panel.attrs.get(CALENDAR_ATTR) or {}), **r.calendars}
         labels = label_regimes(panel, r.regimes) if r.uses_regimes else None
         result = compute_model_features(panel, r, labels)
         self.check_fingerprint(result.fingerprint)

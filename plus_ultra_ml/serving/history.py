@@ -5,7 +5,10 @@ for the newest N rows of each symbol (one query: a ``UNION ALL`` of per-symbol
 ``ORDER BY timestamp DESC LIMIT N`` selects, each a range scan of the (symbol, timestamp) index our
 DDL creates), then the indicator rows of the same spans, through the Arrow-native ADBC driver
 (columnar, like `data.store.load_panel`), pivots the indicators like the loader does, and
-forward-fills short gaps with the same rule (`data.gaps`). The file is opened with a ``mode=ro``
+forward-fills short gaps with the same rule (`data.gaps`). Gaps are judged against the symbols'
+trading calendars as training resolved them (serving/calendars.py: assets.exchange, data.calendar,
+the calendar lineage recorded), never guessed from the few bars read: a missing open session is a
+gap, a closed session (night, weekend, holiday) is not. The file is opened with a ``mode=ro``
 URI: serving cannot write to the user's database.
 
 `latest_timestamps` is the cheap question asked on every request (one index lookup per symbol):
@@ -19,7 +22,7 @@ pandas, and a warning says so (ingest the data again to get canonical timestamps
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import INDICATOR_PREFIX, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, PANEL_INDEX
 from plus_ultra_ml.data.store import (
@@ -53,6 +57,7 @@ class RecentBars:
     rows_read: int  # series rows fetched from SQLite (the bounded-read guarantee is about this number)
     filled_bars: int  # bars inserted by forward-filling short gaps
     complete: frozenset[str]  # symbols whose whole history (from `start`) was read: fewer rows than asked
+    gaps: pd.DataFrame | None = None  # data.gaps table of the read (missing open sessions), `filled` flag per gap
 
 
 def _to_utc(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
@@ -100,12 +105,16 @@ def read_recent(
     ffill_limit: int = 0,
     spacing: pd.Timedelta | None = None,
     timeout_s: float = 10.0,
+    calendars: Mapping[str, str] | None = None,
 ) -> RecentBars:
     """The newest `bars` bars of each symbol (fewer when its history is shorter), read-only.
 
     indicators: indicator names (without the ``ind__`` prefix) to pivot into ``ind__<name>`` columns.
     start: ignore bars before this time (the experiment's ``data.start``).
     ffill_limit / spacing: short gaps are forward-filled as in `data.panel.build_panel`.
+    calendars: symbol -> trading calendar name (serving/calendars.py); recorded on the panel
+    (``attrs["calendars"]``) and used for the gaps. A symbol without one has it inferred from the bars
+    read, with a log line (a last resort: pass the resolved calendars).
     """
     if bars < 1:
         raise ValueError(f"bars must be >= 1, got {bars}")
@@ -147,12 +156,23 @@ def read_recent(
         if column not in panel:
             panel[column] = np.nan
     panel = panel[[*columns, *indicator_columns]]
-    filled = 0
-    if ffill_limit > 0 and len(panel) > 1:
-        before = len(panel)
-        panel, _ = forward_fill_gaps(panel, ffill_limit, spacing)
-        filled = len(panel) - before
-    return RecentBars(panel, rows_read, filled, frozenset(complete))
+    filled, gaps = 0, None
+    if len(panel):
+        resolved = calendars_of(panel, calendars)
+        panel.attrs[CALENDAR_ATTR] = {s: c.name for s, c in resolved.items()}
+        if panel.index.get_level_values("timestamp").nunique() > 1:
+            before = len(panel)
+            panel, gaps = forward_fill_gaps(panel, ffill_limit, spacing, resolved)
+            filled = len(panel) - before
+    return RecentBars(panel, rows_read, filled, frozenset(complete), gaps)
+
+
+def calendars_of(panel: pd.DataFrame, names: Mapping[str, str] | None) -> dict[str, TradingCalendar]:
+    """Each read symbol's calendar: the one given, else inferred from the bars read (logged)."""
+    times = panel.index.get_level_values("timestamp")
+    codes = np.asarray(panel.index.get_level_values("symbol"), dtype=object)
+    by_symbol = {str(s): times[codes == s] for s in pd.unique(codes)}
+    return resolve_calendars(by_symbol, recorded=dict(names or {}))
 
 
 def _series_frame(table: pa.Table, columns: Sequence[str], encoding: TimestampEncoding) -> pd.DataFrame:

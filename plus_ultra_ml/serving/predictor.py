@@ -41,6 +41,7 @@ from plus_ultra_ml.checkpoints.supervised import TrainedModel, load_checkpoint
 from plus_ultra_ml.config import FeaturesConfig, ServiceConfig, config_from_dict
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord
+from plus_ultra_ml.serving.calendars import resolve_served
 from plus_ultra_ml.serving.featurise import FeatureRecipe, LatestFeaturiser, LatestWindows, recipe_for
 
 logger = logging.getLogger(__name__)
@@ -164,23 +165,6 @@ def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
     return model
 
 
-def training_periods_per_year(db_path: str | Path, lineage: LineageRecord, timeout_s: float = 10.0) -> float | None:
-    """The annualisation `compute_features` inferred at training time: distinct bars per year of the
-    training panel (its symbols and time range, short gaps filled as `build_panel` fills them)."""
-    from plus_ultra_ml.data.calendar import periods_per_year
-    from plus_ultra_ml.data.gaps import forward_fill_gaps
-    from plus_ultra_ml.data.store import load_panel
-
-    cfg = config_from_dict(lineage.config, source="the checkpoint's lineage config")
-    symbols = list(lineage.panel.get("symbols") or []) or None
-    panel = load_panel(db_path, symbols, lineage.panel.get("start"), lineage.panel.get("end"), False, timeout_s)
-    if panel.empty:
-        return None
-    spacing = pd.Timedelta(cfg.data.freq) if cfg.data.freq else None
-    panel, _ = forward_fill_gaps(panel, cfg.data.ffill_limit, spacing)
-    return float(periods_per_year(panel.index.get_level_values("timestamp")))
-
-
 def _pinned_features(lineage: LineageRecord, feature_table: str | Path | None) -> FeaturesConfig | None:
     if feature_table is not None:
         from plus_ultra_ml.features.pipeline import read_feature_config
@@ -226,15 +210,17 @@ class Predictor:
         model = load_servable(path, service.device)
         lineage = model.lineage
         pinned = _pinned_features(lineage, feature_table)
-        ppy = None
         cfg_features = config_from_dict(lineage.config, source="the checkpoint's lineage config").features
-        if (pinned is None or pinned.periods_per_year is None) and cfg_features.periods_per_year is None \
-                and db_path is not None:
-            ppy = training_periods_per_year(db_path, lineage, timeout_s)
         universe = tuple(lineage.panel.get("symbols") or model.net.vocabulary.symbols)
+        fixed = pinned.periods_per_year if pinned is not None and pinned.periods_per_year is not None \
+            else cfg_features.periods_per_year
+        # calendars resolved as training did (assets.exchange, data.calendar, lineage), never from the request
+        served = resolve_served(lineage, universe, db_path, timeout_s, fixed)
         recipe = recipe_for(lineage.config, model.feature_names, model.window,
-                            fingerprint=lineage.features.get("fingerprint"), universe=universe, periods_per_year=ppy,
-                            pinned=pinned, tolerance=service.convergence_tolerance, history_bars=service.history_bars)
+                            fingerprint=lineage.features.get("fingerprint"), universe=universe,
+                            periods_per_year=served.periods_per_year, pinned=pinned,
+                            tolerance=service.convergence_tolerance, history_bars=service.history_bars,
+                            calendars=served.names)
         card = ModelCard(
             fingerprint=fingerprint or "", kind=model.kind, path=path.resolve(), source=source,
             created_at=lineage.created_at, data_cutoff=lineage.data_cutoff, window=model.window,

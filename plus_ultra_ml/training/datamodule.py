@@ -72,6 +72,7 @@ class WindowDataModule(L.LightningDataModule):
         curriculum_epochs: int = 1,
         num_workers: int = 0,
         eval_batch_size: int | None = None,
+        periods_per_year: float | None = None,  # the panel calendars' annualisation (data.calendar)
     ):
         super().__init__()
         if any(not 2 <= w < windows.window for w in curriculum):
@@ -85,6 +86,7 @@ class WindowDataModule(L.LightningDataModule):
         self.requested_split, self.requested_scaler = split, scaler
         self.curriculum, self.curriculum_epochs = tuple(curriculum), curriculum_epochs
         self.num_workers = num_workers
+        self.periods_per_year = periods_per_year
         self.data: WindowedData | None = None
 
     # ---- setup -----------------------------------------------------------------------------
@@ -93,7 +95,8 @@ class WindowDataModule(L.LightningDataModule):
             return
         times = self.features.index.get_level_values("timestamp")
         split = self.requested_split or split_by_fraction(times, self.windows)
-        data = build_windows(self.features, self.targets, split, self.windows, self.requested_scaler)
+        data = build_windows(self.features, self.targets, split, self.windows, self.requested_scaler,
+                             self.periods_per_year)
         for segment in ("train", "val"):
             if len(data.ends.get(segment, ())) == 0:
                 raise PlusUltraError(

@@ -42,6 +42,7 @@ from plus_ultra_ml.checkpoints.backbone import warm_start
 from plus_ultra_ml.checkpoints.format import read_payload
 from plus_ultra_ml.checkpoints.supervised import write_checkpoint
 from plus_ultra_ml.config import ExperimentConfig, LoopConfig, TrainConfig
+from plus_ultra_ml.data.calendar import panel_periods_per_year
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import Split, build_targets
 from plus_ultra_ml.errors import PlusUltraError
@@ -235,7 +236,7 @@ def _lineage(kind: str, cfg: ExperimentConfig, data: TrainingData, run: _Run, pa
         kind=kind,
         created_at=now_utc(),
         database={"path": data.db_path, "fingerprint": data.db_fingerprint},
-        panel=data.panel_record(),
+        panel=data.panel_record(cfg.features.periods_per_year),
         features={"fingerprint": data.feature_fingerprint, "count": len(run.dm.feature_names),
                   "names": list(run.dm.feature_names)},
         config=cfg.to_dict(),
@@ -260,7 +261,8 @@ def _datamodule(cfg: ExperimentConfig, data: TrainingData, loop: LoopConfig, spl
     targets = build_targets(data.panel, cfg.windows.horizon)
     dm = WindowDataModule(data.features, targets, cfg.windows, batch_size=loop.batch_size, split=split,
                           curriculum=curriculum, curriculum_epochs=curriculum_epochs,
-                          num_workers=cfg.train.num_workers)
+                          num_workers=cfg.train.num_workers,
+                          periods_per_year=panel_periods_per_year(data.panel, cfg.features.periods_per_year))
     dm.setup()
     return dm
 
@@ -390,12 +392,15 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
         return None
     _load_best(module, run.best)
     metrics: dict[str, float] = {f"{monitor.replace('/', '_')}_best": _best_score(run.best) or float("nan")}
-    ppy = segment_periods_per_year(dm.data)
-    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy)
+    ppy = segment_periods_per_year(dm.data)  # the panel calendars' bars per year, carried by the windows
+    # the forecast -> position mapping is fitted on the training windows' forecasts only
+    train_forecast = predict_segment(module, dm.data, "train", dm.eval_batch_size).frame["forecast_1"].to_numpy()
+    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy,
+                                 train_forecast)
     metrics.update({f"val_{k}": v for k, v in validation.items()})
     if "test" in dm.data.ends and len(dm.data.ends["test"]):
         test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
-        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy).items()})
+        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy, train_forecast).items()})
         baselines = baseline_metrics(test.frame, data.panel, data.features, dm.targets, dm.split, "test", cfg.costs,
                                      ppy, seed=cfg.seed, config=cfg.baselines)
         metrics.update({f"baseline_{k}": v for k, v in baselines.items()})

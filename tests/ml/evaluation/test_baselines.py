@@ -32,7 +32,12 @@ def test_positions_are_bounded_and_cover_the_test_bars(market):
     for name, result in results.items():
         times = result.position.index.get_level_values("timestamp")
         assert times.min() == first and times.max() == last, name
-        assert result.position.between(-1, 1).all() and result.position.notna().all(), name
+        assert result.position.notna().all(), name
+        if name == "universe_buy_and_hold":  # sleeve multipliers N * weight: in [0, N], mean 1 at every bar
+            assert result.position.between(0, 3).all(), name
+            assert np.allclose(result.position.groupby(level="timestamp").mean(), 1.0), name
+        else:
+            assert result.position.between(-1, 1).all(), name
 
 
 @pytest.mark.parametrize("name", ["ridge", "lightgbm"])
@@ -195,3 +200,55 @@ def test_vol_target_is_causal_capped_and_fitted_on_training_bars(market):
     wild[later] = wild[later] * np.exp(np.random.default_rng(0).normal(0, 0.05, int(later.sum())))
     again = baselines.vol_target(wild, split, window=20).position
     assert (again.reindex(truncated.index) == truncated).all()
+
+
+# --------------------------------------------------------------------------------------------
+# equal-weight buy-and-hold of the universe (drifting, never rebalanced)
+# --------------------------------------------------------------------------------------------
+def _tiny_panel(prices: dict[str, list[float]]) -> tuple[pd.Series, object]:
+    from plus_ultra_ml.data.windows import Split
+
+    times = pd.date_range("2024-01-01", periods=len(next(iter(prices.values()))), freq="1D", tz="UTC")
+    index = pd.MultiIndex.from_product([pd.CategoricalIndex(list(prices)), times], names=["symbol", "timestamp"])
+    close = pd.Series(np.concatenate([prices[s] for s in prices]), index=index, name="close")
+    split = Split(bounds={"train": (times[0], times[0]), "test": (times[0], times[-1])}, embargo=0)
+    return close, split
+
+
+def test_universe_buy_and_hold_is_the_drifting_portfolio_by_hand():
+    from plus_ultra_ml.config import CostConfig
+    from plus_ultra_ml.evaluation.backtest import portfolio_pnl
+
+    close, split = _tiny_panel({"A": [100.0, 110.0, 99.0, 120.0], "B": [50.0, 50.0, 55.0, 44.0]})
+    result = baselines.universe_buy_and_hold(close, split)
+    # by hand: $0.5 in each at the first bar; A's value 0.5 * (1, 1.1, 0.99, 1.2), B's 0.5 * (1, 1, 1.1, 0.88)
+    value = np.array([1.0, 1.05, 1.045, 1.04])
+    weight_a = 0.5 * np.array([1.0, 1.1, 0.99, 1.2]) / value
+    assert np.allclose(result.position.loc["A"].to_numpy(), 2 * weight_a)
+    assert np.allclose(result.position.loc["B"].to_numpy(), 2 * (1 - weight_a))
+    next_return = close.groupby(level="symbol", observed=True).shift(-1) / close - 1
+    free = CostConfig(transaction_bps=0.0, slippage_bps=0.0, holding_bps=0.0)
+    pnl = portfolio_pnl(result.position, next_return, free)  # the one PnL road
+    assert np.allclose(pnl.to_numpy()[:3], value[1:] / value[:-1] - 1)  # 0.05, -0.00476, -0.00478
+    rebalanced = portfolio_pnl(baselines.buy_and_hold(close, split).position, next_return, free)
+    assert not np.allclose(rebalanced.to_numpy()[:3], pnl.to_numpy()[:3])  # the 1/N portfolio is not it
+
+
+def test_universe_buy_and_hold_on_one_symbol_is_buy_and_hold():
+    close, split = _tiny_panel({"A": [100.0, 110.0, 99.0, 120.0, 80.0]})
+    held = baselines.universe_buy_and_hold(close, split).position
+    assert held.equals(baselines.buy_and_hold(close, split).position)
+
+
+def test_universe_buy_and_hold_weights_use_only_past_prices(market):
+    panel, _, _, split = market
+    close = panel["close"]
+    base = baselines.universe_buy_and_hold(close, split).position
+    times = close.index.get_level_values("timestamp")
+    first, last = split.bounds["test"]
+    cut = times[(times > first) & (times < last)].unique().sort_values()[100]
+    shocked = close.where(times <= cut, close * np.where(close.index.get_level_values("symbol") == "AAA", 3.0, 0.5))
+    moved = baselines.universe_buy_and_hold(shocked, split).position
+    past = base.index.get_level_values("timestamp") <= cut
+    assert np.array_equal(base[past].to_numpy(), moved[past].to_numpy())  # later prices change nothing before
+    assert not np.allclose(base[~past].to_numpy(), moved[~past].to_numpy())
