@@ -67,7 +67,7 @@ class FakeRunFold:
         times = data.panel.index.get_level_values("timestamp")
         first, last = fold.split.bounds["test"]
         rows = data.panel.index[(times >= first) & (times <= last)]
-        momentum = np.log(data.panel["close"]).groupby(level="symbol").diff().reindex(rows)
+        momentum = np.log(data.panel["close"]).groupby(level="symbol", observed=True).diff().reindex(rows)
         frame = pd.DataFrame(index=rows)
         frame["position__model"] = np.sign(momentum.fillna(0.0)).to_numpy()
         frame["position__buy_and_hold"] = 1.0
