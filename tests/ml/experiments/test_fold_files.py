@@ -167,3 +167,35 @@ def test_a_finished_fold_is_never_rewritten_and_tampering_is_caught(tmp_path, mo
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(PlusUltraError, match="changed since the fold was written"):
         store.load(fold.name)
+
+
+@pytest.mark.slow
+def test_a_failing_ppo_step_costs_no_supervised_training_on_the_rerun(tmp_path, monkeypatch):
+    """The fold is lost (no fold files) but its supervised fit is not: the rerun restores its finished run."""
+    import plus_ultra_ml.rl.fit as rl_fit
+    from plus_ultra_ml.checkpoints.chain import read_lineage
+    from plus_ultra_ml.config import FixtureConfig, load_config
+    from plus_ultra_ml.experiments.dataset import load_training_data
+    from plus_ultra_ml.synthetic.fixture import build_fixture
+    from tests.ml.evaluation.test_walkforward_cli import CONFIG, FOLDS
+    from tests.ml.training.test_cli import TINY
+
+    db = tmp_path / "fixture.db"
+    build_fixture(db, FixtureConfig(symbols=("AAA", "BBB"), rows=2000, alt_features=2, seed=3))
+    cfg = load_config(CONFIG, [*TINY, *FOLDS, "walkforward.n_folds=1"])
+    data = load_training_data(cfg, db)
+    folds = plan_folds(data.panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+    real = rl_fit.finetune_checkpoint
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("PPO step failed")
+
+    monkeypatch.setattr(rl_fit, "finetune_checkpoint", failing)
+    with pytest.raises(RuntimeError, match="PPO step failed"):
+        run_walkforward(cfg, data, root=tmp_path / "checkpoints", folds=folds, store=FoldStore(tmp_path))
+    assert FoldStore(tmp_path).finished() == []
+    monkeypatch.setattr(rl_fit, "finetune_checkpoint", real)
+    result = run_walkforward(cfg, data, root=tmp_path / "checkpoints", folds=folds, store=FoldStore(tmp_path))
+    training = read_lineage(result.results[0].checkpoints["supervised"][0]).training
+    assert training["steps"] > 0 and training["resumed_from_step"] == training["steps"]  # no step trained again
+    assert "position__ppo" in result.results[0].predictions
