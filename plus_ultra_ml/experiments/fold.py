@@ -173,9 +173,14 @@ def run_walkforward(cfg: ExperimentConfig, data: TrainingData, *, root: str | Pa
     if folds is None:
         folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
     check_training_rows(cfg, data, folds)
-    identities = {fold.name: FoldIdentity.of(cfg, data, fold) for fold in folds} if store is not None else {}
-    kept = set(store.reusable(identities.values())) if store is not None else set()
-    if store is not None:
+    identities, kept = {}, set()
+    if store is not None:  # every finished fold of the current plan is checked, not only the requested ones
+        finished = set(store.finished())
+        every = plan_folds(data.features.index.get_level_values("timestamp"),
+                           cfg.walkforward.model_copy(update={"n_folds": None}), cfg.windows)
+        identities = {f.name: FoldIdentity.of(cfg, data, f) for f in every if f.name in finished}
+        identities.update({f.name: FoldIdentity.of(cfg, data, f) for f in folds})
+        kept = set(store.reusable(identities, [f.name for f in folds]))
         store.clear_partial()
     say = progress or (lambda message: None)
     results = []

@@ -172,26 +172,26 @@ class FoldStore:
                     logger.info("removing %s, left half-written by an interrupted run", path)
                     shutil.rmtree(path, ignore_errors=True)
 
-    def reusable(self, identities: Iterable[FoldIdentity]) -> list[str]:
-        """The requested folds already finished here with a matching manifest.
+    def reusable(self, identities: Mapping[str, FoldIdentity], requested: Iterable[str]) -> list[str]:
+        """The `requested` folds already finished here with a matching manifest.
 
-        Raises `FoldMismatchError` when any finished fold here (requested or not) was made with a
-        different fold config, or a requested one on different data or a different split.
+        `identities` holds the current identity of every fold the run knows (the requested ones and
+        any other finished fold of the current plan). Raises `FoldMismatchError` when any finished
+        fold here was made with a different fold config, or on different data or a different split
+        than its current identity, so no folder ever holds folds of two runs.
         """
-        identities = list(identities)
+        requested = set(requested)
         if not identities:
             return []
-        finished = self.finished()
-        current = identities[0]
-        by_name = {identity.fold: identity for identity in identities}
+        current = next(iter(identities.values()))
         keep = []
-        for name in finished:
+        for name in self.finished():
             tree = self.manifest(name)
             problems = []
             if tree["config_hash"] != current.config_hash:
                 changed = _differences(_fold_settings(tree.get("config", {})), _fold_settings(current.config))
                 problems.append("its config differs (" + ("; ".join(changed[:6]) or "hash only") + ")")
-            identity = by_name.get(name)
+            identity = identities.get(name)
             if identity is not None:
                 if tree["split"] != identity.split:
                     problems.append(f"its split differs ({tree['split']} there, {identity.split} now)")
@@ -203,7 +203,7 @@ class FoldStore:
                     f"{self.folder(name)} was made by another run: {'; '.join(problems)}. Finished folds are "
                     "never mixed across runs or rewritten: write to a new output folder (--out), or discard "
                     f"the finished folds in {self.out} (--restart)")
-            if identity is not None:
+            if name in requested:
                 made_by, now = code_version_text(tree.get("code_version", {})), code_version_text(code_version())
                 if made_by != now:
                     logger.warning("%s was made by code %s, this is %s: reusing it (config and data match)",
@@ -234,7 +234,7 @@ class FoldStore:
             }
             (tmp / MANIFEST).write_text(json.dumps(plain(manifest), indent=2, sort_keys=True) + "\n")
             os.chmod(tmp, 0o777 & ~_umask())
-            os.rename(tmp, target)  # atomic on one filesystem; fails rather than replace an existing folder
+            os.rename(tmp, target)  # atomic on one filesystem (the folder was checked absent above)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,8 @@ from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation.walkforward import plan_folds
 from plus_ultra_ml.experiments import fold as fold_module
 from plus_ultra_ml.experiments.fold import FoldResult, run_walkforward
-from plus_ultra_ml.experiments.fold_files import MANIFEST, PARTIAL, PREDICTIONS, FoldMismatchError, FoldStore
+from plus_ultra_ml.experiments.fold_files import (MANIFEST, PARTIAL, PREDICTIONS, FoldMismatchError, FoldStore,
+                                                  last_bar_read)
 
 CFG = ExperimentConfig.model_validate({
     "windows": {"window": 8, "horizon": 2},
@@ -145,6 +146,14 @@ def test_changed_past_bars_are_an_error_but_appended_bars_keep_the_folds(tmp_pat
     run(tmp_path, data, FakeRunFold(), monkeypatch)
     with pytest.raises(FoldMismatchError, match="the data it read differs"):
         run(tmp_path, make_data(bars=800, bump=500), FakeRunFold(), monkeypatch)
+    # asked for the oldest fold only, whose bars are unchanged: a later finished fold on changed data still stops it
+    folds = folds_of(data)
+    times = data.panel.index.get_level_values("timestamp").unique().sort_values()
+    after_first = int(times.searchsorted(last_bar_read(data, folds[0], CFG.windows.horizon))) + 1
+    changed = make_data(bars=800, bump=after_first)  # symbol AAA's bar just after the oldest fold's last bar read
+    monkeypatch.setattr(fold_module, "run_fold", FakeRunFold())
+    with pytest.raises(FoldMismatchError, match=f"{folds[1].name} was made by another run: the data it read differs"):
+        run_walkforward(CFG, changed, root=tmp_path / "checkpoints", folds=folds[:1], store=FoldStore(tmp_path))
     # the same history plus later bars: every old fold is kept, only the new closed folds run
     longer = append_bars(data, 200)
     cfg = CFG.model_copy(update={"walkforward": CFG.walkforward.model_copy(update={"n_folds": None})})
