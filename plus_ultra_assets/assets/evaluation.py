@@ -2,7 +2,9 @@
 
 `walkforward_fold[fold]` refits the recipe (supervised, then PPO when walkforward.ppo) on the fold's
 own purged segments, predicts its test window and stores the out-of-sample predictions (model,
-PPO and baselines, in the report format) as parquet; checkpoints with lineage go under
+PPO and baselines, in the report format) as parquet (the frame `plus-ultra walkforward` keeps in
+<out>/folds/<fold>/predictions.parquet), with the fold config hash and data fingerprint its manifest
+records (experiments/fold_files.py) as metadata; checkpoints with lineage go under
 checkpoints/walkforward/<fold>/. `walkforward_report` reads the folds that are materialised and
 writes HTML + Markdown + a metrics parquet under reports/walkforward/.
 """
@@ -36,12 +38,17 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
                      feature_table: pd.DataFrame, regime_labels: pd.DataFrame):
     from plus_ultra_ml.evaluation.walkforward import find_fold, plan_folds
     from plus_ultra_ml.experiments.fold import run_fold
+    from plus_ultra_ml.experiments.fold_files import FoldIdentity
+    from plus_ultra_ml.experiments.warmup import check_training_rows
     from plus_ultra_ml.training.fit import RunIds
 
     cfg = experiment.load()
     fold = find_fold(plan_folds(market_panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows),
                      context.partition_key)
-    result = run_fold(cfg, _training_data(feature_table, market_panel, market_database), fold,
+    data = _training_data(feature_table, market_panel, market_database)
+    check_training_rows(cfg, data, [fold])  # a warm-up that eats the training segment, named before training
+    identity = FoldIdentity.of(cfg, data, fold)  # the same identity the CLI's fold manifests record
+    result = run_fold(cfg, data, fold,
                       root=artifacts.checkpoints_dir("walkforward", fold.name), regimes=regime_labels,
                       run_ids=RunIds(context.run.run_id, "walkforward_fold", fold.name), progress=context.log.info)
     times = result.predictions.index.get_level_values("timestamp")
@@ -53,6 +60,7 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
         "split": dg.MetadataValue.json(fold.split.to_dict()),
         "checkpoints": dg.MetadataValue.json(result.checkpoints),
         "metrics": dg.MetadataValue.json({k: float(v) for k, v in result.metrics.items()}),
+        "fold_config_hash": identity.config_hash, "data_fingerprint": identity.data_fingerprint,
     })
     yield dg.AssetCheckResult(check_name="scored_out_of_sample", passed=inside, severity=dg.AssetCheckSeverity.ERROR,
                               metadata={"first_scored": str(times.min()), "last_scored": str(times.max()),

@@ -12,8 +12,9 @@ prediction for, in the predictions-frame format of `evaluation.predictions` (one
 
 `run_walkforward` is the whole evaluation line without Dagster (`plus-ultra walkforward`, the
 benchmarks): the folds of `plan_folds`, one `run_fold` each, in order, concatenated into one
-out-of-sample predictions frame for `evaluation.report.build_report`. The Dagster assets run the
-same `run_fold` per partition.
+out-of-sample predictions frame for `evaluation.report.build_report`; with a `FoldStore` each fold's
+files are written as it finishes and a rerun keeps the finished ones (experiments/fold_files.py).
+The Dagster assets run the same `run_fold` per partition.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
 from plus_ultra_ml.evaluation.predictions import FORECAST, PERIODS_PER_YEAR, POSITION, REGIME, SIGNAL, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
+from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
 logger = logging.getLogger(__name__)
@@ -141,6 +143,7 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
 class WalkForwardResult:
     folds: list[Fold]
     results: list[FoldResult]
+    kept: list[str] = field(default_factory=list)  # folds read back from a previous run's files, not recomputed
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -156,20 +159,46 @@ class WalkForwardResult:
 def run_walkforward(cfg: ExperimentConfig, data: TrainingData, *, root: str | Path, folds: list[Fold] | None = None,
                     regimes: pd.DataFrame | None = None, run_ids: RunIds = RunIds(),
                     progress: Callable[[str], None] | None = None,
-                    on_fold: Callable[[FoldResult], None] | None = None) -> WalkForwardResult:
+                    on_fold: Callable[[FoldResult], None] | None = None,
+                    store: FoldStore | None = None) -> WalkForwardResult:
     """`run_fold` for every fold of the plan (`plan_folds` of the data's bars unless `folds` is given), oldest first.
 
-    Each fold writes under `root/<fold name>`; `on_fold` sees each result as it completes.
+    Each fold writes its checkpoints under `root/<fold name>`; `on_fold` sees each result as it completes.
+    Before any training, `check_training_rows` rejects a plan whose feature warm-up leaves a fold no
+    finite training rows. With a `store` (experiments/fold_files.py), each finished fold's files are
+    written the moment it finishes, a fold already finished there with a matching manifest is read
+    back instead of recomputed, and a mismatching one stops the run before any training; every
+    result (fresh or kept) is the one read back from its files, so the report is built from them alone.
     """
     from plus_ultra_ml.evaluation.walkforward import plan_folds
+    from plus_ultra_ml.experiments.warmup import check_training_rows
 
     if folds is None:
         folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+    check_training_rows(cfg, data, folds)
+    identities, kept = {}, set()
+    if store is not None:  # every finished fold of the current plan is checked, not only the requested ones
+        finished = set(store.finished())
+        every = plan_folds(data.features.index.get_level_values("timestamp"),
+                           cfg.walkforward.model_copy(update={"n_folds": None}), cfg.windows)
+        identities = {f.name: FoldIdentity.of(cfg, data, f) for f in every if f.name in finished}
+        identities.update({f.name: FoldIdentity.of(cfg, data, f) for f in folds})
+        kept = set(store.reusable(identities, [f.name for f in folds]))
+        store.clear_partial()
+    say = progress or (lambda message: None)
     results = []
     for fold in folds:
-        result = run_fold(cfg, data, fold, root=Path(root) / fold.name, regimes=regimes,
-                          run_ids=RunIds(run_ids.dagster_run_id, run_ids.dagster_asset, fold.name), progress=progress)
+        if fold.name in kept:
+            say(f"{fold.name}: finished in {store.folder(fold.name)}, kept")
+            result = store.load(fold.name)
+        else:
+            result = run_fold(cfg, data, fold, root=Path(root) / fold.name, regimes=regimes,
+                              run_ids=RunIds(run_ids.dagster_run_id, run_ids.dagster_asset, fold.name),
+                              progress=progress)
+            if store is not None:
+                store.save(result, identities[fold.name], last_bar_read(data, fold, cfg.windows.horizon))
+                result = store.load(fold.name)
         results.append(result)
         if on_fold is not None:
             on_fold(result)
-    return WalkForwardResult(list(folds), results)
+    return WalkForwardResult(list(folds), results, sorted(kept))

@@ -43,6 +43,8 @@ def test_folds_then_report(small_market, resources_for, tmp_path):
             times = predictions.index.get_level_values("timestamp")
             assert times.min() >= fold.split.bounds["test"][0] > fold.cutoff
             assert {"position__model", "position__ppo", "position__lightgbm", "next_return"} <= set(predictions.columns)
+            fold_meta = run.asset_materializations_for_node("walkforward_fold")[0].metadata
+            assert len(fold_meta["fold_config_hash"].value) == 64 and len(fold_meta["data_fingerprint"].value) == 64
         report = dg.materialize(ASSETS, selection=[evaluation.walkforward_report], resources=resources,
                                 instance=instance)
         assert report.success

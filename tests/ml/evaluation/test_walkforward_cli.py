@@ -79,3 +79,50 @@ def test_unknown_fold_is_one_clear_error(market, tmp_path):
     assert result.exit_code != 0
     assert "no walk-forward fold named 'fold_1999'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "predictions.parquet").exists()
+
+
+def test_a_rerun_keeps_finished_folds_and_report_only_rebuilds_the_same_report(market, tmp_path, monkeypatch):
+    from plus_ultra_ml.experiments import fold as fold_module
+    from plus_ultra_ml.experiments.fold_files import FoldStore
+    from tests.ml.experiments.test_fold_files import FakeRunFold
+
+    cfg = load_config(CONFIG, [*TINY, *FOLDS])
+    names = [f.name for f in plan_folds(load_training_data(cfg, market).panel.index.get_level_values("timestamp"),
+                                        cfg.walkforward, cfg.windows)]
+    failing = FakeRunFold(fail=names[1])
+    monkeypatch.setattr(fold_module, "run_fold", failing)
+    killed = invoke("--db", str(market), "--out", str(tmp_path))
+    assert killed.exit_code != 0 and failing.calls == names
+    assert FoldStore(tmp_path).finished() == names[:1] and not (tmp_path / "report.md").exists()
+
+    resumed = FakeRunFold()
+    monkeypatch.setattr(fold_module, "run_fold", resumed)
+    rerun = invoke("--db", str(market), "--out", str(tmp_path))
+    assert rerun.exit_code == 0, rerun.output
+    assert resumed.calls == names[1:] and "kept 1 finished fold(s)" in rerun.output
+    written = {name: (tmp_path / name).read_bytes() for name in ("report.md", "report.html", "predictions.parquet")}
+    table = pd.read_parquet(tmp_path / "report_metrics.parquet")
+    for name in written:
+        (tmp_path / name).unlink()
+
+    rebuilt = CliRunner().invoke(app, ["walkforward", "--report-only", "--out", str(tmp_path)])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert {name: (tmp_path / name).read_bytes() for name in written} == written
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "report_metrics.parquet"), table)
+
+    # another config on the same folder is refused before any fold runs, naming the setting
+    other = FakeRunFold()
+    monkeypatch.setattr(fold_module, "run_fold", other)
+    refused = invoke("--db", str(market), "--out", str(tmp_path), "costs.transaction_bps=7")
+    assert refused.exit_code != 0 and other.calls == []
+    assert "costs.transaction_bps" in refused.output and "--restart" in refused.output
+    restarted = invoke("--db", str(market), "--out", str(tmp_path), "costs.transaction_bps=7", "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert other.calls == names
+
+
+def test_list_refuses_a_plan_whose_warmup_leaves_no_training_rows(market):
+    listed = invoke("--db", str(market), "--list", "regimes.min_history=1000")
+    assert listed.exit_code != 0
+    assert "regimes.min_history = 1000 leaves 0 finite training rows in fold_" in listed.output
+    assert "Traceback" not in listed.output
