@@ -13,6 +13,10 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+    raw__ppo, ppo_kept     optional, walk-forward folds with PPO: PPO's own positions and whether the
+                           validation-only selection (rl/select.py) kept them (1) or the supervised
+                           head (0); position__ppo is the selected policy's. Not a strategy: only the
+                           report's PPO selection section reads them
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ FORECAST = "forecast__"
 SIGNAL = "signal__"
 TARGET = "target__"
 REGIME = "regime__"
+RAW = "raw__"  # a strategy's positions before a selection replaced them (raw__ppo)
+PPO_KEPT = "ppo_kept"
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:
