@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.artifacts import file_fingerprint, home
@@ -37,9 +36,7 @@ from plus_ultra_ml.checkpoints.supervised import load_checkpoint
 from plus_ultra_ml.checkpoints.windows import policy_windows
 from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
-from plus_ultra_ml.data.windows import WindowedData
-from plus_ultra_ml.evaluation import metrics as M
-from plus_ultra_ml.evaluation.heldout import segment_periods_per_year
+from plus_ultra_ml.evaluation.heldout import segment_periods_per_year, sharpe_interval
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.rl.env import EnvConfig
 from plus_ultra_ml.rl.evaluate import portfolio_pnl
@@ -103,13 +100,15 @@ def finetune_checkpoint(
                               portfolio_pnl(result.val_head_positions, windowed, cfg.costs), cfg.rl.selection,
                               moved=result.best_update > 0, seed=cfg.seed)
     metrics.update(selection.metrics())
+    last = result.history[-1]  # the losses of the last update (finite_losses in the promotion gate)
+    metrics.update({"ppo_policy_loss": last.policy_loss, "ppo_value_loss": last.value_loss})
     logger.info("ppo selection: %s", selection.reason)
     test_positions = None
     if len(windowed.ends.get("test", ())):
         positions, scores = segment_scores(result.policy, windowed, "test", cfg.rl, cfg.costs)
         for who, score in scores.items():
             metrics.update({f"test_{who}_{k}": v for k, v in score.items()})
-        low, high = sharpe_interval(portfolio_pnl(positions, windowed, cfg.costs), windowed)
+        low, high = sharpe_interval(portfolio_pnl(positions, windowed, cfg.costs), segment_periods_per_year(windowed))
         metrics.update({"test_ppo_sharpe_net_low": low, "test_ppo_sharpe_net_high": high})
         test_positions = positions.to_series(windowed)
     # the supervised parent's held-out baselines were scored on the same test windows: the gate compares with them
@@ -150,12 +149,3 @@ def finetune_checkpoint(
     return PolicyFitResult(path, lineage, metrics, [r.to_dict() for r in result.history], result, test_positions,
                            selection)
 
-
-def sharpe_interval(pnl: pd.Series, data: WindowedData) -> tuple[float, float]:
-    """95% stationary block-bootstrap interval of a segment's annualised net Sharpe (as the report's)."""
-    values = pnl.dropna().to_numpy(np.float64)
-    if len(values) < 3:
-        return float("nan"), float("nan")
-    ppy = segment_periods_per_year(data)
-    ci = M.block_bootstrap_ci(values, lambda x: M.sharpe_ratio(x, ppy), n_resamples=500, seed=0)
-    return ci.low, ci.high

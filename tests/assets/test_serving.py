@@ -13,7 +13,9 @@ from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResou
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"test_loss": 0.4, "val_loss": 0.4, "test_ic_next_bar": 0.05, "baseline_momentum_ic_next_bar": 0.01,
-        "baseline_linear_ic_next_bar": 0.02}
+        "baseline_linear_ic_next_bar": 0.02, "test_sharpe_net": 3.0, "test_sharpe_net_low": 0.5,
+        "baseline_momentum_sharpe_net": 1.0, "baseline_linear_sharpe_net": 2.0,
+        "baseline_buy_and_hold_sharpe_net": 0.4, "baseline_vol_target_sharpe_net": 0.6}
 
 
 def tiny_checkpoint(path: Path, metrics: dict, seed: int = 0) -> Path:

@@ -29,7 +29,10 @@ SYMBOLS = ("AAA", "BBB", "CCC")
 ROWS = 3000  # per symbol: more than twice the bars one prediction reads (1,171 with window 8)
 TINY_MODEL = {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_state": 4, "ffn_mult": 1, "dropout": 0.0}
 GOOD_METRICS = {"test_loss": 0.4, "val_loss": 0.41, "val_loss_best": 0.41, "test_ic_next_bar": 0.05,
-                "baseline_momentum_ic_next_bar": 0.01, "baseline_linear_ic_next_bar": 0.03}
+                "baseline_momentum_ic_next_bar": 0.01, "baseline_linear_ic_next_bar": 0.03,
+                "test_sharpe_net": 3.0, "test_sharpe_net_low": 0.5, "baseline_momentum_sharpe_net": 1.0,
+                "baseline_linear_sharpe_net": 2.0, "baseline_buy_and_hold_sharpe_net": 0.4,
+                "baseline_vol_target_sharpe_net": 0.6}
 
 
 def serving_config(*overrides: str, db: Path | None = None) -> ExperimentConfig:

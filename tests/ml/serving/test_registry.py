@@ -28,6 +28,10 @@ def registry(tmp_path):
     ({"baseline_linear_ic_next_bar": math.nan}, ["beats_naive_baselines"]),
     ({"test_loss": math.inf}, ["finite_losses"]),
     ({"val_loss": None}, ["finite_losses"]),
+    ({"test_sharpe_net_low": -0.1}, ["significant"]),
+    ({"test_sharpe_net": -0.5, "test_sharpe_net_low": -2.0}, ["significant", "beats_persistence", "beats_baselines"]),
+    ({"test_sharpe_net": 1.5}, ["beats_baselines"]),  # above momentum 1.0, below ridge 2.0
+    ({"baseline_vol_target_sharpe_net": math.nan}, ["beats_baselines"]),
 ])
 def test_gate_mirrors_the_asset_checks(checkpoint, change, failing):
     import dagster as dg
