@@ -384,6 +384,9 @@ class ServiceConfig(Section):
     # warm-up + the bars after which recursive smoothing forgets its start, see serving/featurise.py).
     history_bars: int | None = Field(None, ge=2)
     convergence_tolerance: float = Field(1e-7, gt=0, lt=1e-2)  # weight left on bars older than the read
+    # A served PPO policy's position at bar t: the policy walked from flat over the last this-many decision
+    # bars (serving/policy.py); None: the episode length it was trained on (its rl.steps_per_rollout).
+    policy_replay_bars: int | None = Field(None, ge=1)
     threads: int | None = Field(1, ge=1)  # torch intra-op threads of the service; None: torch's default
     device: str = "cpu"  # where the network runs ("cuda" in the GPU image); features are computed on the CPU
 

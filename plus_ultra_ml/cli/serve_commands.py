@@ -75,7 +75,7 @@ def serve(
                           "POST /reload after promoting one")
     else:
         card = predictor.card
-        console.print(f"serving {card.kind} {card.fingerprint[:12]} ({card.source}), {len(card.universe)} symbols, "
+        console.print(f"serving {card.model_kind} {card.fingerprint[:12]} ({card.source}), {len(card.universe)} symbols, "
                       f"{predictor.recipe.budget.bars} bars read per symbol")
     uvicorn.run(app, host=host or cfg.service.host, port=port or cfg.service.port, access_log=access_log,
                 log_level="info")
@@ -84,7 +84,7 @@ def serve(
 @user_errors
 def predict(
     config: ConfigOption,
-    checkpoint: Annotated[Path, typer.Option(help="a supervised model.pt")],
+    checkpoint: Annotated[Path, typer.Option(help="a supervised model.pt or a PPO policy.pt")],
     output: Annotated[Path, typer.Option(help="predictions.parquet or predictions.csv (report format)")],
     db: DbOption = None,
     features: FeaturesOption = None,
@@ -127,7 +127,8 @@ def predict(
         built.report.raise_for_errors()
         bar.update(task, description=f"features and predictions for {len(built.panel):,} bars")
         cutoff = pd.Timestamp(model.lineage.data_cutoff)
-        history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff)
+        history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff,
+                                  policy=predictor.policy, replay_bars=predictor.card.replay_bars)
         predictor.featuriser.check_fingerprint(history.fingerprint)
         bar.update(task, total=1, completed=1, description="predicted")
     frame = history.frame
@@ -158,7 +159,8 @@ def predict(
     signals = [{"symbol": str(s), "timestamp": t.isoformat(), "position": clean(float(row["position__model"])),
                 **{c.replace("forecast__", "forecast_"): clean(float(row[c])) for c in latest.columns
                    if c.startswith("forecast__")}} for (s, t), row in latest.iterrows()]
-    summary = {"checkpoint_sha256": predictor.card.fingerprint, "data_cutoff": history.cutoff.isoformat(),
+    summary = {"checkpoint_sha256": predictor.card.fingerprint, "model_kind": predictor.card.model_kind,
+               "checkpoint": str(predictor.card.path), "data_cutoff": history.cutoff.isoformat(),
                "rows_written": int(len(frame)), "out_of_sample_bars": int(len(scored)), "output": str(output),
                "latest": signals, "metrics": {k: {m: clean(v) for m, v in d.items()} for k, d in metrics.items()},
                "ic": {h: clean(v) for h, v in ic.items()}}
