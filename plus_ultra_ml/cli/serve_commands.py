@@ -209,7 +209,9 @@ def _print_predictions(summary: dict) -> None:
 
 @user_errors
 def promote(
-    checkpoint: Annotated[Path | None, typer.Argument(help="the supervised model.pt to promote")] = None,
+    checkpoint: Annotated[Path | None, typer.Argument(help="the supervised model.pt (or a PPO policy.pt) to promote")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help="also offer this PPO policy.pt: the better of the two that passes is promoted")] = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="experiment YAML (service.registry_dir)")] = Path(
         "configs/smoke.yaml"),
     registry: RegistryOption = None,
@@ -228,19 +230,25 @@ def promote(
     if status or (checkpoint is None and not rollback):
         _print_status(reg)
         return
-    result = reg.rollback() if rollback else reg.promote(checkpoint)
-    table = Table(title=f"promotion gate: {'passed' if result.gate.passed else 'FAILED'}")
-    for column in ("check", "passed", "detail"):
-        table.add_column(column)
-    for check in result.gate.checks:
-        table.add_row(check.name, "yes" if check.passed else "[red]no[/]", check.detail)
-    console.print(table)
+    if rollback:
+        result = reg.rollback()
+    else:
+        result = reg.promote_best([c for c in (checkpoint, policy) if c is not None])
+    for path, gate in result.candidates or ((checkpoint, result.gate),):
+        table = Table(title=f"promotion gate, {gate.kind or 'unservable'} {Path(str(path)).name}: "
+                      f"{'passed' if gate.passed else 'FAILED'}")
+        for column in ("check", "passed", "detail"):
+            table.add_column(column)
+        for check in gate.checks:
+            table.add_row(check.name, "yes" if check.passed else "[red]no[/]", check.detail)
+        console.print(table)
     console.print(result.message)
     if result.production is not None:
-        console.print(f"production: {result.production.fingerprint[:12]} -> {result.production.path}; "
+        console.print(f"production: {result.production.model_kind} {result.production.fingerprint[:12]} -> "
+                      f"{result.production.path}; "
                       f"lineage: plus-ultra lineage {reg.pointer_path}")
-    if not result.gate.passed:
-        raise NotPromoted(f"{checkpoint} was not promoted: {result.gate.summary()}")
+    if not (result.promoted or result.gate.passed):
+        raise NotPromoted(f"{checkpoint} was not promoted: {result.message}")
 
 
 def _print_status(reg) -> None:
@@ -250,7 +258,7 @@ def _print_status(reg) -> None:
     if current is None:
         console.print(f"no production model in {reg.root}")
         return
-    console.print(f"production: {current.fingerprint[:12]} ({current.kind}), promoted {current.promoted_at} "
+    console.print(f"production: {current.fingerprint[:12]} ({current.model_kind}), promoted {current.promoted_at} "
                   f"({current.promotion.get('reason')}), data cutoff {current.record.data_cutoff}, file {current.path}")
     table = Table(title="promotion history")
     for column in ("promoted_at", "sha256", "reason", "source"):
