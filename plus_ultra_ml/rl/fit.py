@@ -112,7 +112,8 @@ def finetune_checkpoint(
         metrics.update({"test_ppo_sharpe_net_low": low, "test_ppo_sharpe_net_high": high})
         test_positions = positions.to_series(windowed)
     # the supervised parent's held-out baselines were scored on the same test windows: the gate compares with them
-    metrics.update({k: v for k, v in model.lineage.metrics.items() if k.startswith("baseline_")})
+    metrics.update({k: float(v) if isinstance(v, int | float) else float("nan")  # JSON lineage: NaN reads as None
+                    for k, v in model.lineage.metrics.items() if k.startswith("baseline_")})
     parent = {"path": str(supervised.resolve()), "fingerprint": parent_fp, "kind": model.kind,
               "data_cutoff": model.lineage.data_cutoff}
     base = model.lineage
