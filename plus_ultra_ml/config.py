@@ -274,7 +274,7 @@ class RLSelectionConfig(Section):
     """
 
     rule: Literal["significant_gain", "best_val", "always_head"] = "significant_gain"
-    candidate: Literal["best", "last"] = "best"
+    candidate: Literal["best", "last"] = "last"  # chosen on development folds (docs/rl.md)
     alpha: float = Field(0.05, gt=0, lt=0.5)  # one-sided level of the gain test
     block: int | None = Field(None, ge=1)  # mean block length in bars; None: round(bars ** (1/3))
     resamples: int = Field(1000, ge=100)
