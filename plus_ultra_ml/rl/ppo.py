@@ -92,9 +92,10 @@ class UpdateRecord:
 
 @dataclass
 class PPOResult:
-    """The best policy by validation net Sharpe, and how training went."""
+    """The candidate policy (`rl.selection.candidate`: best by validation net Sharpe, or the last
+    update), and how training went; `best_update` is the candidate's update number."""
 
-    policy: ActorCritic  # best weights loaded
+    policy: ActorCritic  # the candidate's weights
     history: list[UpdateRecord]
     best_update: int
     validation: dict[str, dict[str, float]]  # "ppo" (best), "supervised", "buy_and_hold": score_positions
