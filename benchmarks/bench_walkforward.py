@@ -137,6 +137,9 @@ def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe
     if report.per_seed["seeds"].max() > 1:
         print("\nnet Sharpe across seeds (each seed's own path):")
         print(report.per_seed.round(2).to_string())
+    if not report.ppo_selection.empty:
+        print("\nPPO selection (rl.selection, validation only; test: selected / head / PPO's own):")
+        print(report.ppo_selection.round(3).to_string())
     if not report.ic.empty:
         print("\nsignal quality of the model's forecast:")
         print(report.ic.round(4).to_string())
@@ -156,7 +159,8 @@ def print_validation(results: list[FoldResult]) -> None:
     table = pd.DataFrame(rows).pivot_table(index=["fold", "seed"], columns="metric", values="value")
     wanted = [c for c in ("supervised_val_sharpe_net", "supervised_val_forecast_sharpe_net",
                           "supervised_val_ic_next_bar", "supervised_val_turnover", "supervised_val_exposure",
-                          "ppo_val_ppo_sharpe_net", "ppo_best_update") if c in table.columns]
+                          "ppo_val_ppo_sharpe_net", "ppo_best_update", "ppo_val_gain_bps", "ppo_val_gain_low_bps",
+                          "ppo_val_gain_high_bps", "ppo_selection_kept") if c in table.columns]
     print("\nvalidation segments (selection numbers; position head = supervised_val_sharpe_net):")
     print(table[wanted].round(3).to_string())
     print("mean over folds and seeds:")

@@ -260,6 +260,26 @@ class TrainConfig(LoopConfig):
         return self
 
 
+class RLSelectionConfig(Section):
+    """Which policy a PPO run hands on: the PPO policy or the supervised position head (rl/select.py).
+
+    The candidate is the PPO policy the run produced (`candidate`: the best update by validation
+    net Sharpe, or the last update). Rules, all on the validation segment only:
+    significant_gain  keep the candidate only when its mean net PnL per bar beats the head's on the
+                      same validation bars, significantly: the lower end of a one-sided (1 - alpha)
+                      paired stationary block-bootstrap interval of the per-bar difference is above 0;
+    best_val          keep the candidate whenever PPO moved at all (best update > 0): the old rule;
+    always_head       never keep it (the fold's policy is the supervised head).
+    Chosen on the fixture's development folds (docs/rl.md).
+    """
+
+    rule: Literal["significant_gain", "best_val", "always_head"] = "significant_gain"
+    candidate: Literal["best", "last"] = "last"  # chosen on development folds (docs/rl.md)
+    alpha: float = Field(0.05, gt=0, lt=0.5)  # one-sided level of the gain test
+    block: int | None = Field(None, ge=1)  # mean block length in bars; None: round(bars ** (1/3))
+    resamples: int = Field(1000, ge=100)
+
+
 class RLConfig(Section):
     """PPO fine-tuning of the supervised model as a trading policy (plus_ultra_ml/rl, docs/rl.md).
 
@@ -310,6 +330,7 @@ class RLConfig(Section):
     # policy steps are tiny ops: on a shared CPU one thread is often many times faster than two.
     threads: int | None = Field(None, ge=1)
     device: str = "cpu"  # where the backbone runs ("cuda"); heads, env and per-bar steps stay on the CPU
+    selection: RLSelectionConfig = RLSelectionConfig()  # PPO policy or supervised head (validation only)
 
     @model_validator(mode="after")
     def _shaping_weight(self) -> RLConfig:
@@ -363,6 +384,9 @@ class ServiceConfig(Section):
     # warm-up + the bars after which recursive smoothing forgets its start, see serving/featurise.py).
     history_bars: int | None = Field(None, ge=2)
     convergence_tolerance: float = Field(1e-7, gt=0, lt=1e-2)  # weight left on bars older than the read
+    # A served PPO policy's position at bar t: the policy walked from flat over the last this-many decision
+    # bars (serving/policy.py); None: the episode length it was trained on (its rl.steps_per_rollout).
+    policy_replay_bars: int | None = Field(None, ge=1)
     threads: int | None = Field(1, ge=1)  # torch intra-op threads of the service; None: torch's default
     device: str = "cpu"  # where the network runs ("cuda" in the GPU image); features are computed on the CPU
 

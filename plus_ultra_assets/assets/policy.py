@@ -13,7 +13,9 @@ import pandas as pd
 
 from plus_ultra_assets.io_managers import CHECKPOINT_IO, checkpoint_input
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource
+from plus_ultra_assets.assets.models import check_result
 from plus_ultra_ml.checkpoints.ref import CheckpointRef
+from plus_ultra_ml.serving.gate import POLICY_CRITERIA, policy_outcomes
 
 GROUP = "models"
 HISTORY_COLUMNS = ("update", "reward_bps", "cost_bps", "policy_loss", "value_loss", "entropy", "approx_kl",
@@ -54,6 +56,9 @@ def _history_markdown(history: list[dict]) -> str:
                           "(warns, with the numbers, when it is not)"),
         dg.AssetCheckSpec("not_collapsed", asset="ppo_policy",
                           description="the policy's validation positions are not constant (collapse guard)"),
+        # the promotion gate's criteria for a policy, one check each (production_model requires them)
+        *[dg.AssetCheckSpec(c.name, asset="ppo_policy", blocking=c.severity == "error", description=c.description)
+          for c in POLICY_CRITERIA],
     ],
     description="PPO fine-tune of the supervised model on the cost-aware trading env (rl: section): policy.pt with "
     "lineage (parent = the supervised checkpoint), validation net Sharpe vs the supervised head and buy-and-hold.",
@@ -94,6 +99,8 @@ def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigRe
             "parent": dg.MetadataValue.path(str(parent)),
             "updates": cfg.rl.updates,
             "best_update": result.ppo.best_update,
+            "selection": dg.MetadataValue.json(result.selection.record()),  # PPO or the head, on validation only
+            "model_kind_selected": "ppo" if result.kept else "supervised",
             "freeze": cfg.rl.freeze,
             "env_steps": result.ppo.env_steps,
             "wall_time_s": round(result.ppo.wall_time_s, 2),
@@ -109,3 +116,4 @@ def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigRe
     )
     yield beat
     yield guard
+    yield from (check_result(outcome) for outcome in policy_outcomes(m))

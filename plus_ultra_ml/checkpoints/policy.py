@@ -82,6 +82,11 @@ def read_policy(path: str | Path) -> PolicyFile:
             f"{path} is not a {POLICY_FORMAT} v{POLICY_VERSION} file (found {found!r}); pass the policy.pt written "
             "by `plus-ultra finetune` or the ppo_policy asset"
         )
+    missing = [k for k in ("model", "state_proj", "env", "feature_names", "scaler", "windows", "lineage")
+               if k not in payload]
+    if missing:
+        raise PolicyCheckpointError(f"{path} is a {POLICY_FORMAT} file without {missing}: it is truncated or was not "
+                                    "written by `plus-ultra finetune`; fine-tune again")
     try:
         net = build_from_spec(payload["model"])
     except ModelSpecError as error:

@@ -77,6 +77,7 @@ def finetune(
     console.print(f"checkpoint  {result.checkpoint}")
     console.print(f"lineage     {result.checkpoint.with_name(result.checkpoint.stem + '.lineage.json')}")
     console.print(f"wall time   {time.perf_counter() - started:.1f} s ({result.ppo.env_steps:,} env steps)")
+    console.print(f"selection   {result.selection.reason}")  # rl.selection: PPO or the supervised head
     if result.ppo.collapse.collapsed:
         err_console.print(f"[yellow]collapse guard:[/] {result.ppo.collapse.message}")
     if not result.improved:

@@ -75,7 +75,7 @@ def serve(
                           "POST /reload after promoting one")
     else:
         card = predictor.card
-        console.print(f"serving {card.kind} {card.fingerprint[:12]} ({card.source}), {len(card.universe)} symbols, "
+        console.print(f"serving {card.model_kind} {card.fingerprint[:12]} ({card.source}), {len(card.universe)} symbols, "
                       f"{predictor.recipe.budget.bars} bars read per symbol")
     uvicorn.run(app, host=host or cfg.service.host, port=port or cfg.service.port, access_log=access_log,
                 log_level="info")
@@ -84,7 +84,7 @@ def serve(
 @user_errors
 def predict(
     config: ConfigOption,
-    checkpoint: Annotated[Path, typer.Option(help="a supervised model.pt")],
+    checkpoint: Annotated[Path, typer.Option(help="a supervised model.pt or a PPO policy.pt")],
     output: Annotated[Path, typer.Option(help="predictions.parquet or predictions.csv (report format)")],
     db: DbOption = None,
     features: FeaturesOption = None,
@@ -127,7 +127,8 @@ def predict(
         built.report.raise_for_errors()
         bar.update(task, description=f"features and predictions for {len(built.panel):,} bars")
         cutoff = pd.Timestamp(model.lineage.data_cutoff)
-        history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff)
+        history = predict_history(model, recipe, built.panel, after=None if all_bars else cutoff,
+                                  policy=predictor.policy, replay_bars=predictor.card.replay_bars)
         predictor.featuriser.check_fingerprint(history.fingerprint)
         bar.update(task, total=1, completed=1, description="predicted")
     frame = history.frame
@@ -159,7 +160,8 @@ def predict(
     signals = [{"symbol": str(s), "timestamp": t.isoformat(), "position": clean(float(row["position__model"])),
                 **{c.replace("forecast__", "forecast_"): clean(float(row[c])) for c in latest.columns
                    if c.startswith("forecast__")}} for (s, t), row in latest.iterrows()]
-    summary = {"checkpoint_sha256": predictor.card.fingerprint, "data_cutoff": history.cutoff.isoformat(),
+    summary = {"checkpoint_sha256": predictor.card.fingerprint, "model_kind": predictor.card.model_kind,
+               "checkpoint": str(predictor.card.path), "data_cutoff": history.cutoff.isoformat(),
                "rows_written": int(len(frame)), "out_of_sample_bars": int(len(scored)), "output": str(output),
                "latest": signals, "metrics": {k: {m: clean(v) for m, v in d.items()} for k, d in metrics.items()},
                "ic": {h: clean(v) for h, v in ic.items()}}
@@ -208,7 +210,9 @@ def _print_predictions(summary: dict) -> None:
 
 @user_errors
 def promote(
-    checkpoint: Annotated[Path | None, typer.Argument(help="the supervised model.pt to promote")] = None,
+    checkpoint: Annotated[Path | None, typer.Argument(help="the supervised model.pt (or a PPO policy.pt) to promote")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help="also offer this PPO policy.pt: the better of the two that passes is promoted")] = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="experiment YAML (service.registry_dir)")] = Path(
         "configs/smoke.yaml"),
     registry: RegistryOption = None,
@@ -227,19 +231,25 @@ def promote(
     if status or (checkpoint is None and not rollback):
         _print_status(reg)
         return
-    result = reg.rollback() if rollback else reg.promote(checkpoint)
-    table = Table(title=f"promotion gate: {'passed' if result.gate.passed else 'FAILED'}")
-    for column in ("check", "passed", "detail"):
-        table.add_column(column)
-    for check in result.gate.checks:
-        table.add_row(check.name, "yes" if check.passed else "[red]no[/]", check.detail)
-    console.print(table)
+    if rollback:
+        result = reg.rollback()
+    else:
+        result = reg.promote_best([c for c in (checkpoint, policy) if c is not None])
+    for path, gate in result.candidates or ((checkpoint, result.gate),):
+        table = Table(title=f"promotion gate, {gate.kind or 'unservable'} {Path(str(path)).name}: "
+                      f"{'passed' if gate.passed else 'FAILED'}")
+        for column in ("check", "passed", "detail"):
+            table.add_column(column)
+        for check in gate.checks:
+            table.add_row(check.name, "yes" if check.passed else "[red]no[/]", check.detail)
+        console.print(table)
     console.print(result.message)
     if result.production is not None:
-        console.print(f"production: {result.production.fingerprint[:12]} -> {result.production.path}; "
+        console.print(f"production: {result.production.model_kind} {result.production.fingerprint[:12]} -> "
+                      f"{result.production.path}; "
                       f"lineage: plus-ultra lineage {reg.pointer_path}")
-    if not result.gate.passed:
-        raise NotPromoted(f"{checkpoint} was not promoted: {result.gate.summary()}")
+    if not (result.promoted or result.gate.passed):
+        raise NotPromoted(f"{checkpoint} was not promoted: {result.message}")
 
 
 def _print_status(reg) -> None:
@@ -249,7 +259,7 @@ def _print_status(reg) -> None:
     if current is None:
         console.print(f"no production model in {reg.root}")
         return
-    console.print(f"production: {current.fingerprint[:12]} ({current.kind}), promoted {current.promoted_at} "
+    console.print(f"production: {current.fingerprint[:12]} ({current.model_kind}), promoted {current.promoted_at} "
                   f"({current.promotion.get('reason')}), data cutoff {current.record.data_cutoff}, file {current.path}")
     table = Table(title="promotion history")
     for column in ("promoted_at", "sha256", "reason", "source"):

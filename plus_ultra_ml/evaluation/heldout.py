@@ -67,6 +67,17 @@ def _sharpe(pnl: pd.Series, ppy: float) -> float:
     return float(M.sharpe_ratio(pnl.to_numpy(), periods_per_year=ppy))
 
 
+def sharpe_interval(pnl: pd.Series, periods_per_year: float, seed: int = 0) -> tuple[float, float]:
+    """95% stationary block-bootstrap interval (500 resamples) of the annualised Sharpe of per-bar PnL;
+    fewer than 3 finite bars: NaN. What the promotion gate's significance criterion reads."""
+    values = pnl.to_numpy(np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 3:
+        return math.nan, math.nan
+    ci = M.block_bootstrap_ci(values, lambda x: M.sharpe_ratio(x, periods_per_year), n_resamples=500, seed=seed)
+    return ci.low, ci.high
+
+
 def _horizons(frame: pd.DataFrame, prefix: str, H: int) -> pd.DataFrame:
     return frame[[f"{prefix}{h}" for h in range(1, H + 1)]].set_axis(range(1, H + 1), axis=1)
 
@@ -103,6 +114,7 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     net = portfolio_pnl(f["position"], f["next_return"], costs)
     gross = portfolio_pnl(f["position"], f["next_return"], FREE)
     out["sharpe_net"] = _sharpe(net, periods_per_year)
+    out["sharpe_net_low"], out["sharpe_net_high"] = sharpe_interval(net, periods_per_year)
     out["sharpe_gross"] = _sharpe(gross, periods_per_year)
     if train_forecast is not None:  # the forecast alone, mapped as every forecaster is (fitted on training only)
         positions = forecast_positions(f, train_forecast)

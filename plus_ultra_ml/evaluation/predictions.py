@@ -13,6 +13,10 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+    raw__ppo, ppo_kept     optional, walk-forward folds with PPO: PPO's own positions and whether the
+                           validation-only selection (rl/select.py) kept them (1) or the supervised
+                           head (0); position__ppo is the selected policy's. Not a strategy: only the
+                           report's PPO selection section reads them
 
 ``predictions.attrs["periods_per_year"]`` (`PERIODS_PER_YEAR`): the bars per year of the trading
 calendars of the panel the rows come from (data.calendar.panel_periods_per_year), set by the
@@ -31,6 +35,8 @@ SIGNAL = "signal__"
 TARGET = "target__"
 REGIME = "regime__"
 PERIODS_PER_YEAR = "periods_per_year"  # predictions.attrs key: the panel calendars' bars per year
+RAW = "raw__"  # a strategy's positions before a selection replaced them (raw__ppo)
+PPO_KEPT = "ppo_kept"
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:

@@ -36,8 +36,8 @@ from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_ye
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
-from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, REGIME, SIGNAL, TARGET,
-                                                   signals_of, strategies_of, with_defaults)
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REGIME, SIGNAL,
+                                                   TARGET, signals_of, strategies_of, with_defaults)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     strategy_ic: pd.DataFrame = field(default_factory=pd.DataFrame)  # strategy x IC metrics (h1), forecasters only
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # other strategy x model-minus-it differences
+    ppo_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold, seed) x PPO kept?, test cost/gain
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -97,6 +98,8 @@ class Report:
                  for s, row in self.strategy_ic.iterrows() for m, v in row.items()]
         rows += [{"scope": "paired", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
                  for s, row in self.paired.iterrows() for m, v in row.items()]
+        rows += [{"scope": "ppo_selection", "fold": str(f), "strategy": "ppo", "metric": f"seed{sd}:{m}",
+                  "value": float(v)} for (f, sd), row in self.ppo_selection.iterrows() for m, v in row.items()]
         return pd.DataFrame(rows)
 
 
@@ -159,7 +162,7 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
     return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
-                  paired=_paired(returns, forecasts, target, ppy, seed))
+                  paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy))
 
 
 def _per_seed(frame: pd.DataFrame, costs: CostConfig, strategies: list[str], ppy: float) -> pd.DataFrame:
@@ -170,6 +173,31 @@ def _per_seed(frame: pd.DataFrame, costs: CostConfig, strategies: list[str], ppy
     table = pd.DataFrame(rows)  # strategy x seed
     return pd.DataFrame({"sharpe_mean": table.mean(axis=1), "sharpe_std": table.std(axis=1, ddof=1),
                          "seeds": table.shape[1]})
+
+
+def _ppo_selection(frame: pd.DataFrame, costs: CostConfig, ppy: float) -> pd.DataFrame:
+    """Per (fold, seed) and overall: was PPO kept (rl/select.py, validation only), and on test the net
+    Sharpe of the selected policy, the head and PPO's own positions, and the mean net PnL per bar
+    (bps) that keeping (selected - head) and always keeping (PPO - head) gained."""
+    if RAW + "ppo" not in frame or PPO_KEPT not in frame or POSITION + "model" not in frame:
+        return pd.DataFrame()
+    legs = frame[["next_return", "fold", "seed"]].assign(**{
+        POSITION + "selected": frame[POSITION + "ppo"], POSITION + "head": frame[POSITION + "model"],
+        POSITION + "ppo": frame[RAW + "ppo"]})
+
+    def row(part: pd.DataFrame) -> dict[str, float]:
+        r = portfolio_returns(part, costs)
+        gains = {f"test_{s}_sharpe": float(metrics.sharpe_ratio(r[s].dropna(), ppy)) for s in ("selected", "head", "ppo")}
+        return {"kept": float(part[PPO_KEPT].mean()),
+                **gains, "keeping_gain_bps": float((r["selected"] - r["head"]).mean() * 1e4),
+                "always_ppo_gain_bps": float((r["ppo"] - r["head"]).mean() * 1e4)}
+
+    legs[PPO_KEPT] = frame[PPO_KEPT]
+    rows = {key: row(part) for key, part in legs.groupby(["fold", "seed"], sort=True)}
+    rows[("all", "all")] = row(legs)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["fold", "seed"]
+    return table
 
 
 def _regimes(frame: pd.DataFrame, costs: CostConfig, strategies: list[str]) -> pd.DataFrame:
@@ -329,6 +357,9 @@ def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
     if not report.paired.empty:
         sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals)",
                          report.paired))
+    if not report.ppo_selection.empty:
+        sections.append(("PPO selection: kept (share) on validation only; test net Sharpe and the mean net PnL per "
+                         "bar (bps) keeping gained over the head, and always keeping PPO would have", report.ppo_selection))
     if not report.regimes.empty:
         sections.append(("Per regime (mean net return per bar)",
                          report.regimes.pivot_table(index=["regime", "value"], columns="strategy", values="mean_return")))

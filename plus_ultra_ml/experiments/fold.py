@@ -4,7 +4,9 @@ For each seed, the supervised model is trained on the fold's training segment (m
 its validation segment) with `training.fit.train_supervised(split=fold.split)`; its position head
 gives the `model` positions and its 1-bar forecast, through `evaluation.baselines.ForecastPositions`
 fitted on its training windows' forecasts, the `forecast` positions; then, when
-``walkforward.ppo`` is set, fine-tuned with PPO on the same segments. A warm start is allowed only
+``walkforward.ppo`` is set, fine-tuned with PPO on the same segments. The `ppo` positions are the
+selected policy's (rl/select.py, decided on validation): PPO's where it was kept, the head's where
+it was dropped; PPO's own positions go to `raw__ppo` and the decision to `ppo_kept`. A warm start is allowed only
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
 `checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
 segments. Everything is scored on the test window only, on the bars every strategy has a
@@ -32,7 +34,7 @@ from plus_ultra_ml.data.calendar import panel_periods_per_year
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
-from plus_ultra_ml.evaluation.predictions import FORECAST, PERIODS_PER_YEAR, POSITION, REGIME, SIGNAL, TARGET
+from plus_ultra_ml.evaluation.predictions import FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REGIME, SIGNAL, TARGET
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
 from plus_ultra_ml.training.fit import RunIds, train_supervised
@@ -96,8 +98,13 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
         policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids)
         paths["ppo"] = str(policy.checkpoint)
         metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items()
-                        if k.startswith(("test_ppo", "val_ppo", "val_supervised", "best_update"))})
-        rows[POSITION + "ppo"] = policy.test_positions.reindex(rows.index)
+                        if k.startswith(("test_ppo", "val_ppo", "val_supervised", "best_update", "selection_",
+                                         "val_gain"))})
+        raw = policy.test_positions.reindex(rows.index)
+        # the SELECTED policy (rl/select.py, validation only): PPO where kept, else the supervised head
+        rows[POSITION + "ppo"] = raw if policy.kept else rows[POSITION + "model"]
+        rows[RAW + "ppo"] = raw  # PPO's own positions, for the report's selection section (not a strategy)
+        rows[PPO_KEPT] = float(policy.kept)
     rows["seed"] = seed
     return rows, paths, metrics
 

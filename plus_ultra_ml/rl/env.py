@@ -255,7 +255,9 @@ class TradingEnv:
         self.row = self.row + (active & ~done).long()  # an ended episode stays on its last bar ...
         next_obs = self.observe()
         if bool(done.any()):  # ... and its next state is the bar after it (the bootstrap state)
-            bootstrap_row = self.row + done.long()
+            # (clamped at the data's last row: only an evaluation walk ending on the newest bar reaches it,
+            # and nothing reads its bootstrap state)
+            bootstrap_row = torch.clamp(self.row + done.long(), max=len(self.volatility) - 1)
             next_obs = next_obs._replace(row=bootstrap_row, symbol=self.model_symbols(bootstrap_row),
                                          recent_pnl=self.history / self.volatility[bootstrap_row][:, None])
         return Step(reward, parts, active, done, next_obs)

@@ -79,6 +79,37 @@ def policy_positions(policy: ActorCritic, encoder: RowEncoder, data: WindowedDat
 
 
 @torch.no_grad()
+def replay_positions(policy: ActorCritic, encoder: RowEncoder, data: WindowedData, segment: str, rows: np.ndarray,
+                     env_cfg: EnvConfig, bars: int) -> np.ndarray:
+    """(M,) the deterministic policy's position at each decision row of `rows` (window ends of `segment`),
+    walked from flat over the last `bars` consecutive decision bars of its symbol ending at that row
+    (fewer where the symbol's run of window ends is shorter). What serving answers for a stateful
+    policy: a function of the bars up to t only, the same for the service and for offline predict."""
+    paths = segment_paths(data, segment)
+    rows = np.asarray(rows, dtype=np.int64)
+    run = np.searchsorted(paths.start, rows, side="right") - 1  # the run of window ends each row is in
+    if (run < 0).any() or (rows >= paths.start[run] + paths.length[run]).any():
+        raise ValueError("every replayed row must be a window end of the segment")
+    starts = np.maximum(paths.start[run], rows - bars + 1)
+    lengths = rows - starts + 1
+    env = TradingEnv(data, segment, env_cfg)
+    obs = env.reset(torch.from_numpy(starts), torch.from_numpy(lengths))
+    if encoder.caching and len(rows):  # encode every visited row once, in batches, before the per-bar steps
+        covered = np.zeros(len(data.features) + 1, dtype=np.int64)
+        np.add.at(covered, starts, 1)
+        np.add.at(covered, rows + 1, -1)
+        encoder(torch.from_numpy(np.flatnonzero(np.cumsum(covered)[:-1] > 0)))
+    out = np.full(len(rows), np.nan)
+    for _ in range(int(lengths.max()) if len(rows) else 0):
+        action = policy.deterministic(encoder(obs.row), obs.state())  # (E,) at each episode's current bar
+        step = env.step(action)
+        done = step.done.numpy()
+        out[done] = action.double().numpy()[done]  # the position decided at the episode's last bar
+        obs = step.next_obs
+    return out
+
+
+@torch.no_grad()
 def head_positions(policy: ActorCritic, encoder: RowEncoder, data: WindowedData, segment: str) -> SegmentPositions:
     """The supervised position head on every decision bar of the segment."""
     paths = segment_paths(data, segment)

@@ -8,8 +8,11 @@ and the walk-forward room call:
    `policy_windows`): PPO trains on the same training segment, selects on the same validation
    segment and never reads the test segment until the final held-out score;
 2. `rl.ppo.finetune` (the `rl:` section, costs from `costs:`, seed from `seed:`);
-3. score the best policy, the supervised position head and buy-and-hold on the test segment (if
-   the split has one) with the same portfolio arithmetic;
+3. decide, on the validation segment only, whether the PPO policy or the supervised head is handed
+   on (rl/select.py, `rl.selection`; recorded as lineage `training.selection` and metrics
+   `selection_kept`, `val_gain_bps` with its interval);
+   then score the PPO policy, the supervised position head and buy-and-hold on the test segment (if
+   the split has one) with the same portfolio arithmetic (plus a 95% interval of PPO's net Sharpe);
 4. write `policy.pt` (checkpoints/policy.py) atomically under `root/<run key>/` (default
    `$PLUS_ULTRA_HOME/checkpoints/ppo_policy`) with a lineage record whose parent is the supervised
    checkpoint (path, sha256, kind, data cutoff), and `policy.lineage.json` beside it.
@@ -33,9 +36,12 @@ from plus_ultra_ml.checkpoints.supervised import load_checkpoint
 from plus_ultra_ml.checkpoints.windows import policy_windows
 from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
+from plus_ultra_ml.evaluation.heldout import segment_periods_per_year, sharpe_interval
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.rl.env import EnvConfig
+from plus_ultra_ml.rl.evaluate import portfolio_pnl
 from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scores
+from plus_ultra_ml.rl.select import Selection, select_policy
 from plus_ultra_ml.rl.trained import env_record
 from plus_ultra_ml.training.fit import RunIds
 
@@ -51,11 +57,17 @@ class PolicyFitResult:
     metrics: dict[str, float]  # val_{ppo,supervised,buy_and_hold}_*, test_* likewise (if a test segment), run facts
     history: list[dict[str, Any]]  # one row per update (UpdateRecord.to_dict()), update 0 = the starting policy
     ppo: PPOResult = field(repr=False)
-    test_positions: pd.Series | None = field(default=None, repr=False)  # the policy on the test segment
+    test_positions: pd.Series | None = field(default=None, repr=False)  # the PPO policy on the test segment
+    selection: Selection | None = None  # PPO or the supervised head, decided on validation (rl/select.py)
 
     @property
     def improved(self) -> bool:
         return self.ppo.improved
+
+    @property
+    def kept(self) -> bool:
+        """The selection handed the PPO policy on (False: the fold's policy is the supervised head)."""
+        return self.selection is not None and self.selection.kept
 
 
 def run_key(cfg: ExperimentConfig, parent_fingerprint: str, data: TrainingData) -> str:
@@ -83,12 +95,25 @@ def finetune_checkpoint(
     parent_fp = file_fingerprint(supervised)
     result = finetune(model.net, windowed, cfg.rl, cfg.costs, seed=cfg.seed, progress=progress)
     metrics = result.metrics()
+    # PPO or the head: validation PnL only (the test segment has not been read yet)
+    selection = select_policy(portfolio_pnl(result.val_positions, windowed, cfg.costs),
+                              portfolio_pnl(result.val_head_positions, windowed, cfg.costs), cfg.rl.selection,
+                              moved=result.best_update > 0, seed=cfg.seed)
+    metrics.update(selection.metrics())
+    last = result.history[-1]  # the losses of the last update (finite_losses in the promotion gate)
+    metrics.update({"ppo_policy_loss": last.policy_loss, "ppo_value_loss": last.value_loss})
+    logger.info("ppo selection: %s", selection.reason)
     test_positions = None
     if len(windowed.ends.get("test", ())):
         positions, scores = segment_scores(result.policy, windowed, "test", cfg.rl, cfg.costs)
         for who, score in scores.items():
             metrics.update({f"test_{who}_{k}": v for k, v in score.items()})
+        low, high = sharpe_interval(portfolio_pnl(positions, windowed, cfg.costs), segment_periods_per_year(windowed))
+        metrics.update({"test_ppo_sharpe_net_low": low, "test_ppo_sharpe_net_high": high})
         test_positions = positions.to_series(windowed)
+    # the supervised parent's held-out baselines were scored on the same test windows: the gate compares with them
+    metrics.update({k: float(v) if isinstance(v, int | float) else float("nan")  # JSON lineage: NaN reads as None
+                    for k, v in model.lineage.metrics.items() if k.startswith("baseline_")})
     parent = {"path": str(supervised.resolve()), "fingerprint": parent_fp, "kind": model.kind,
               "data_cutoff": model.lineage.data_cutoff}
     base = model.lineage
@@ -112,7 +137,8 @@ def finetune_checkpoint(
         training={"updates": cfg.rl.updates, "best_update": result.best_update, "env_steps": result.env_steps,
                   "wall_time_s": round(result.wall_time_s, 3), "freeze": cfg.rl.freeze,
                   "parameters": sum(p.numel() for p in result.policy.parameters()), "trainable_parameters": trainable,
-                  "action_distribution": cfg.rl.action_distribution, "collapse": result.collapse.message},
+                  "action_distribution": cfg.rl.action_distribution, "collapse": result.collapse.message,
+                  "selection": selection.record()},
     )
     base_dir = Path(root) if root is not None else home() / "checkpoints" / POLICY_KIND
     path = (base_dir / run_key(cfg, parent_fp, data) / ARTIFACT).resolve()
@@ -121,4 +147,6 @@ def finetune_checkpoint(
                  scaler=windowed.scaler, window=windowed.window, horizon=windowed.horizon, lineage=lineage)
     logger.info("ppo policy written to %s (best update %d, validation net Sharpe %.3f vs supervised %.3f)", path,
                 result.best_update, metrics["val_ppo_sharpe_net"], metrics["val_supervised_sharpe_net"])
-    return PolicyFitResult(path, lineage, metrics, [r.to_dict() for r in result.history], result, test_positions)
+    return PolicyFitResult(path, lineage, metrics, [r.to_dict() for r in result.history], result, test_positions,
+                           selection)
+

@@ -12,7 +12,9 @@ full backbone) and runs `rl.updates` updates. Each update:
    stops early when the approximate KL to the rollout policy exceeds 1.5 x `target_kl`;
    the learning rate decays linearly over updates when `anneal_lr`;
 3. the deterministic policy (mean action) walks the validation segment and is scored by its
-   equal-weight net Sharpe (rl/evaluate.py); the best policy so far by that number is kept.
+   equal-weight net Sharpe (rl/evaluate.py); the best policy so far by that number is kept
+   (`rl.selection.candidate: best`), or the last update's (`last`). Whether the run's policy or
+   the supervised head is handed on is decided afterwards, on validation only (rl/select.py).
 
 Update 0 is the starting policy, which trades exactly like the supervised position head; with
 `include_initial` it competes for "best", so a run that never beats the supervised head on
@@ -90,9 +92,10 @@ class UpdateRecord:
 
 @dataclass
 class PPOResult:
-    """The best policy by validation net Sharpe, and how training went."""
+    """The candidate policy (`rl.selection.candidate`: best by validation net Sharpe, or the last
+    update), and how training went; `best_update` is the candidate's update number."""
 
-    policy: ActorCritic  # best weights loaded
+    policy: ActorCritic  # the candidate's weights
     history: list[UpdateRecord]
     best_update: int
     validation: dict[str, dict[str, float]]  # "ppo" (best), "supervised", "buy_and_hold": score_positions
@@ -101,6 +104,7 @@ class PPOResult:
     env_steps: int
     wall_time_s: float
     val_positions: SegmentPositions = field(repr=False, default=None)  # type: ignore[assignment]
+    val_head_positions: SegmentPositions = field(repr=False, default=None)  # type: ignore[assignment]
 
     @property
     def improved(self) -> bool:
@@ -263,7 +267,8 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
     ppy = periods_per_year(data)
     optimiser = _optimiser(policy, rl)
 
-    supervised = score_positions(head_positions(policy, encoder, data, "val"), data, costs, ppy)
+    head_val = head_positions(policy, encoder, data, "val")
+    supervised = score_positions(head_val, data, costs, ppy)
     buy_and_hold = score_positions(constant_positions(data, "val"), data, costs, ppy)
 
     def validate() -> tuple[SegmentPositions, dict[str, float]]:
@@ -292,17 +297,19 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
         if progress is not None:
             progress(record)
         sharpe = score["sharpe_net"]
-        if best is None or (math.isfinite(sharpe) and (not math.isfinite(best[1]) or sharpe > best[1])):
-            best = (update, sharpe, _snapshot(policy), positions, score)
+        last = rl.selection.candidate == "last" and update == rl.updates  # no choice among updates
+        if last or best is None or (math.isfinite(sharpe) and (not math.isfinite(best[1]) or sharpe > best[1])):
+            best = (update, sharpe, None if last else _snapshot(policy), positions, score)
     best_update, _, state, best_positions, best_score = best
-    policy.load_state_dict(state)
+    if state is not None:  # the last update's weights are the live ones
+        policy.load_state_dict(state)
     policy.backbone_to("cpu")  # the returned policy (and its checkpoint) lives on the CPU
     collapse = collapse_report(best_positions, rl.collapse_std)
     return PPOResult(
         policy=policy, history=history, best_update=best_update,
         validation={"ppo": best_score, "supervised": supervised, "buy_and_hold": buy_and_hold},
         collapse=collapse, reward_scale=reward_scale, env_steps=rl.updates * rl.n_envs * rl.steps_per_rollout,
-        wall_time_s=time.perf_counter() - started, val_positions=best_positions,
+        wall_time_s=time.perf_counter() - started, val_positions=best_positions, val_head_positions=head_val,
     )
 
 

@@ -208,6 +208,7 @@ class LatestWindows:
     unavailable: Mapping[str, str] = field(default_factory=dict)  # symbol -> reason
     key: tuple = ()  # the (symbol, last bar) pairs these windows were computed from (the cache key)
     rows_read: int = 0
+    frames: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (panel, features) they were cut from (a policy replays them)
 
     def select(self, symbols: Sequence[str]) -> LatestWindows:
         position = {s: i for i, s in enumerate(self.symbols)}
@@ -215,7 +216,7 @@ class LatestWindows:
         missing = {s: self.unavailable.get(s, "no bars for this symbol") for s in symbols if s not in position}
         return LatestWindows(tuple(self.symbols[i] for i in rows), self.x[rows],
                              tuple(self.timestamps[i] for i in rows), self.volatility[rows], missing, self.key,
-                             self.rows_read)
+                             self.rows_read, self.frames)
 
 
 def latest_windows(features: pd.DataFrame, volatility: pd.Series, scaler: RobustScaler, window: int,
@@ -363,7 +364,8 @@ class LatestFeaturiser:
         key = tuple((s, last.get(s)) for s in self.recipe.universe)
         unread = {s: "no bars in the database" for s in self.recipe.universe if s not in last.index}
         self.stats = replace(self.stats, rows_read=recent.rows_read, featurisations=self.stats.featurisations + 1)
-        return replace(windows, key=key, rows_read=recent.rows_read, unavailable={**unread, **windows.unavailable})
+        return replace(windows, key=key, rows_read=recent.rows_read, unavailable={**unread, **windows.unavailable},
+                       frames=(recent.panel, result.frame))
 
     def check_fingerprint(self, computed: str) -> None:
         """The features computed here must be the definitions the model was trained on."""
@@ -399,4 +401,4 @@ class LatestFeaturiser:
         result = compute_model_features(panel, r, labels)
         self.check_fingerprint(result.fingerprint)
         windows = latest_windows(result.frame, forecast_scale(panel), self.scaler, r.window, r.feature_names)
-        return windows.select(symbols)
+        return replace(windows, frames=(panel, result.frame)).select(symbols)

@@ -1,4 +1,4 @@
-"""Offline inference: a supervised checkpoint's prediction at every bar of a panel (`plus-ultra predict`).
+"""Offline inference: a served checkpoint's (supervised or PPO) prediction at every bar of a panel (`plus-ultra predict`).
 
 The reference the service is tested against, computed the way training saw the data: regime labels
 and features over each symbol's whole history (serving/featurise.py `full_history_features`), the
@@ -29,6 +29,8 @@ from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REGIME, TAR
 from plus_ultra_ml.serving.featurise import FeatureRecipe, compute_model_features
 from plus_ultra_ml.serving.predictor import return_units, run_network
 from plus_ultra_ml.checkpoints.supervised import TrainedModel
+from plus_ultra_ml.rl.trained import TrainedPolicy
+from plus_ultra_ml.serving.policy import served_positions
 
 
 def window_ends(finite_rows: np.ndarray, symbol_codes: np.ndarray, window: int) -> np.ndarray:
@@ -57,8 +59,11 @@ class HistoryPredictions:
 
 
 def predict_history(model: TrainedModel, recipe: FeatureRecipe, panel: pd.DataFrame, *,
-                    after: pd.Timestamp | None = None, batch_size: int = 512) -> HistoryPredictions:
-    """Predictions at every bar (after `after`, when given) whose window is complete."""
+                    after: pd.Timestamp | None = None, batch_size: int = 512, policy: TrainedPolicy | None = None,
+                    replay_bars: int | None = None) -> HistoryPredictions:
+    """Predictions at every bar (after `after`, when given) whose window is complete. With a PPO
+    `policy` (and `model` its network), `position__model` is the policy's served position
+    (serving/policy.py: replayed from flat over `replay_bars` decision bars), as the service gives it."""
     labels = label_regimes(panel, recipe.regimes)
     result = compute_model_features(panel, recipe, labels if recipe.uses_regimes else None)
     features = result.frame[list(recipe.feature_names)]
@@ -88,6 +93,9 @@ def predict_history(model: TrainedModel, recipe: FeatureRecipe, panel: pd.DataFr
             position[a:a + len(rows)] = out.position
     index = pd.MultiIndex.from_arrays([pd.Categorical.from_codes(codes[ends], categories=categories), times[ends]],
                                       names=["symbol", "timestamp"])
+    if policy is not None:
+        replayed = served_positions(policy, features, panel, replay_bars or 1)
+        position = replayed.reindex(index).to_numpy(np.float64)
     columns: dict[str, np.ndarray] = {
         "next_return": targets.next_return.to_numpy(dtype=np.float64)[ends],
         POSITION + "model": position,

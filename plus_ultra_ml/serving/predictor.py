@@ -15,10 +15,11 @@ The network runs one forward at a time per process (a lock): concurrent forwards
 for the cores and the GIL (benchmarks/bench_serving.py, 8 clients, smoke preset on 2 shared cores:
 ~190 requests/s and p99 ~60 ms with the lock, ~135 requests/s and p99 ~140 ms without).
 
-Only supervised checkpoints (`model.pt`, kind "supervised") are served. A pretrained backbone has
-untrained heads; a PPO policy (`policy.pt`) is stateful (it reads its own previous position and
-recent PnL), which a stateless request/response cannot supply honestly: both are refused with the
-reason.
+Two model kinds are served (gate.MODEL_KINDS): a supervised checkpoint (`model.pt`, model kind
+"supervised") and a PPO policy (`policy.pt`, model kind "ppo"). A policy is stateful (it reads its
+own previous position and recent PnL); its served position at a bar is the policy walked from flat
+over the symbol's last `replay_bars` decision bars (serving/policy.py), its forecast the network's
+forecast head. A pretrained backbone (untrained heads) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,11 @@ from plus_ultra_ml.checkpoints.supervised import TrainedModel, load_checkpoint
 from plus_ultra_ml.config import FeaturesConfig, ServiceConfig, config_from_dict
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord
+from plus_ultra_ml.rl.trained import TrainedPolicy
 from plus_ultra_ml.serving.calendars import resolve_served
 from plus_ultra_ml.serving.featurise import FeatureRecipe, LatestFeaturiser, LatestWindows, recipe_for
+from plus_ultra_ml.serving.gate import MODEL_KINDS
+from plus_ultra_ml.serving.policy import replay_bars, served_positions
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,12 @@ class ModelCard:
     quantiles: tuple[float, ...]
     lineage: LineageRecord
     loaded_at: float  # time.time()
+    replay_bars: int | None = None  # a PPO policy: decision bars replayed from flat per position
+
+    @property
+    def model_kind(self) -> str:
+        """"supervised" or "ppo" (the lineage kind is "supervised" / "ppo_policy")."""
+        return MODEL_KINDS.get(self.kind, self.kind)
 
     def age_seconds(self, now: float | None = None) -> float:
         """Seconds since the checkpoint was written (its lineage created_at)."""
@@ -144,20 +154,36 @@ def _signals(windows: LatestWindows, out: NetOutputs) -> tuple[Signal, ...]:
 # --------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------
+def load_served(path: str | Path, device: str = "cpu") -> tuple[TrainedModel, TrainedPolicy | None]:
+    """A supervised `model.pt` (network on `device`) or a PPO `policy.pt` (on the CPU; its network as a
+    `TrainedModel` of kind "ppo_policy", and the policy), or a `PredictorError` saying why not."""
+    path = Path(path)
+    if file_format(path) != POLICY_FORMAT:
+        return load_servable(path, device), None
+    from plus_ultra_ml.checkpoints.policy import PolicyCheckpointError
+    from plus_ultra_ml.rl.trained import load_policy
+
+    try:
+        policy = load_policy(path)
+    except PolicyCheckpointError as error:
+        raise PredictorError(str(error)) from None
+    model = TrainedModel(net=policy.policy.net.eval(), scaler=policy.scaler, feature_names=policy.feature_names,
+                         window=policy.window, horizon=policy.horizon, kind=policy.lineage.kind,
+                         lineage=policy.lineage, path=path)
+    return model, policy
+
+
 def load_servable(path: str | Path, device: str = "cpu") -> TrainedModel:
-    """A supervised `model.pt` (network on `device`), or a `PredictorError` saying why it cannot be served."""
+    """A supervised `model.pt` (network on `device`), or a `PredictorError` saying why it cannot be served
+    as one (a PPO policy: `load_served`)."""
     path = Path(path)
     try:
         model = load_checkpoint(path, map_location=device)
     except CheckpointError as error:
         if file_format(path) == POLICY_FORMAT:
-            raise PredictorError(
-                f"{path} is a PPO policy: it is stateful (its position depends on its own previous position and "
-                "recent PnL), which a stateless /predict cannot supply; serve its parent supervised checkpoint "
-                "(`plus-ultra lineage` names it) and run the policy where its positions are tracked"
-            ) from None
+            raise PredictorError(f"{path} is a PPO policy, not a supervised model: load it with load_served") from None
         raise PredictorError(str(error)) from None
-    if model.kind != SERVABLE_KIND:
+    if model.kind != SERVABLE_KIND:  # a pretrained backbone
         raise PredictorError(
             f"{path} is a {model.kind!r} checkpoint; only supervised checkpoints have trained forecast and position "
             "heads (`plus-ultra train` or the supervised_checkpoint asset writes one)"
@@ -177,10 +203,12 @@ def _pinned_features(lineage: LineageRecord, feature_table: str | Path | None) -
 class Predictor:
     """A served checkpoint (see the module docstring). Thread-safe: requests may call it concurrently."""
 
-    def __init__(self, model: TrainedModel, card: ModelCard, featuriser: LatestFeaturiser):
+    def __init__(self, model: TrainedModel, card: ModelCard, featuriser: LatestFeaturiser,
+                 policy: TrainedPolicy | None = None):
         self.model = model
         self.card = card
         self.featuriser = featuriser
+        self.policy = policy  # a served PPO policy (its positions replace the position head's)
         self._version_lock = threading.Lock()
         self._forward_lock = threading.Lock()  # one forward at a time: concurrent ones only fight for the cores
         self._version_key: tuple | None = None
@@ -207,7 +235,8 @@ class Predictor:
                 f"{path} has sha256 {str(fingerprint)[:12]}, not the {expected_fingerprint[:12]} the registry "
                 "promoted: the file changed after promotion; promote it again or restore it"
             )
-        model = load_servable(path, service.device)
+        model, policy = load_served(path, service.device)
+        replay = replay_bars(policy, service) if policy is not None else None
         lineage = model.lineage
         pinned = _pinned_features(lineage, feature_table)
         cfg_features = config_from_dict(lineage.config, source="the checkpoint's lineage config").features
@@ -216,7 +245,8 @@ class Predictor:
             else cfg_features.periods_per_year
         # calendars resolved as training did (assets.exchange, data.calendar, lineage), never from the request
         served = resolve_served(lineage, universe, db_path, timeout_s, fixed)
-        recipe = recipe_for(lineage.config, model.feature_names, model.window,
+        # a policy reads `replay` - 1 more bars: the windows of the decision bars it walks from flat
+        recipe = recipe_for(lineage.config, model.feature_names, model.window + (replay or 1) - 1,
                             fingerprint=lineage.features.get("fingerprint"), universe=universe,
                             periods_per_year=served.periods_per_year, pinned=pinned,
                             tolerance=service.convergence_tolerance, history_bars=service.history_bars,
@@ -227,8 +257,9 @@ class Predictor:
             horizon=model.horizon, feature_names=tuple(model.feature_names),
             feature_fingerprint=lineage.features.get("fingerprint"), universe=universe,
             quantiles=tuple(model.net.recipe.heads.quantiles), lineage=lineage, loaded_at=time.time(),
+            replay_bars=replay,
         )
-        predictor = cls(model, card, LatestFeaturiser(recipe, model.scaler, db_path, timeout_s))
+        predictor = cls(model, card, LatestFeaturiser(recipe, model.scaler, db_path, timeout_s), policy)
         if warm and db_path is not None:
             predictor.predict(universe[:1])  # reads, featurises, checks the fingerprint, builds the regime state
         logger.info("serving %s (%s, sha256 %s, %d features, window %d, %d bars read per symbol)", path, model.kind,
@@ -241,8 +272,8 @@ class Predictor:
 
     def forward(self, windows: LatestWindows) -> NetOutputs:
         ids = self.symbol_ids(windows.symbols)
-        with self._forward_lock:
-            return run_network(self.model.net, windows.x, ids)
+        with self._forward_lock:  # a policy's windows are longer (its replay): the network reads the last T rows
+            return run_network(self.model.net, windows.x[:, -self.model.window:], ids)
 
     def predict(self, symbols: Sequence[str], bars: pd.DataFrame | None = None) -> Prediction:
         """The latest signal of each symbol, from the database (default) or from supplied bars."""
@@ -261,11 +292,21 @@ class Predictor:
         signals: tuple[Signal, ...] = ()
         if windows is not None and windows.symbols:
             signals = _signals(windows, self.forward(windows))
+            if self.policy is not None:
+                signals = self._policy_signals(windows, signals)
         done = time.perf_counter()
         unavailable = {s: f"not in the model's universe {list(self.card.universe)}" for s in unknown}
         if windows is not None:
             unavailable.update(windows.unavailable)
         return Prediction(signals, unavailable, source, version, featurised - started, done - featurised)
+
+    def _policy_signals(self, windows: LatestWindows, signals: tuple[Signal, ...]) -> tuple[Signal, ...]:
+        """The policy's replayed position at each signal's bar (serving/policy.py) instead of the head's."""
+        panel, features = windows.frames
+        with self._forward_lock:
+            positions = served_positions(self.policy, features.loc[list(windows.symbols)], panel,
+                                         self.card.replay_bars, latest_only=True)
+        return tuple(replace(s, position=float(positions.loc[(s.symbol, s.timestamp)])) for s in signals)
 
     def data_version(self, key: tuple) -> str | None:
         """The market_db data version (data.store.data_version) of the database the windows came from;

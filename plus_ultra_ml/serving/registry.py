@@ -1,8 +1,9 @@
 """The production registry: immutable copies of promoted checkpoints and one atomic production pointer.
 
-A checkpoint becomes "production" only through `Registry.promote`, and only when the promotion gate
-(gate.py `evaluate_gate`: servable, finite_losses, heldout_ic_positive, beats_naive_baselines) passes
-on the metrics in the checkpoint's own lineage, plus any external results the caller brings (the
+A checkpoint becomes "production" only through `Registry.promote` / `promote_best`, and only when the
+promotion gate (gate.py `evaluate_gate`) passes on the metrics in the checkpoint's own lineage; offered
+a supervised model and its PPO policy, `promote_best` promotes the better one that passes
+(`gate.choose`: highest held-out net Sharpe), plus any external results the caller brings (the
 Dagster layer passes the recorded asset check evaluations of the materialisation it promotes; those
 checks are themselves the gate's held-out criteria).
 
@@ -25,7 +26,7 @@ import fcntl
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from plus_ultra_ml.checkpoints.chain import read_lineage
 from plus_ultra_ml.config import ServiceConfig
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc, write_sidecar
-from plus_ultra_ml.serving.gate import CheckOutcome, GateResult, evaluate_gate
+from plus_ultra_ml.serving.gate import MODEL_KINDS, CheckOutcome, GateResult, choose, evaluate_gate
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +57,20 @@ class Production:
 
     path: Path  # the registry's copy of the checkpoint
     fingerprint: str  # its sha256, checked before serving
-    kind: str  # the checkpoint's kind
+    kind: str  # the checkpoint's lineage kind ("supervised" | "ppo_policy")
     promoted_at: str
     source: str  # where the promoted file came from
     record: LineageRecord  # the pointer's own lineage record (parent = the copy)
     promotion: Mapping[str, Any]  # gate results, previous production, reason
 
+    @property
+    def model_kind(self) -> str | None:
+        """"supervised" or "ppo" (gate.MODEL_KINDS)."""
+        return MODEL_KINDS.get(self.kind)
+
     def summary(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "kind": self.kind, "promoted_at": self.promoted_at,
+        return {"fingerprint": self.fingerprint, "kind": self.kind, "model_kind": self.model_kind,
+                "promoted_at": self.promoted_at,
                 "data_cutoff": self.record.data_cutoff, "gate": self.promotion.get("gate", {}).get("passed"),
                 "reason": self.promotion.get("reason")}
 
@@ -71,9 +78,10 @@ class Production:
 @dataclass(frozen=True)
 class PromotionResult:
     promoted: bool
-    gate: GateResult
+    gate: GateResult  # of the candidate promoted (or kept), else of the first candidate
     production: Production | None  # the pointer after the call (the new one, or the one kept)
     message: str
+    candidates: tuple[tuple[Path, GateResult], ...] = ()  # every candidate offered, with its gate
 
 
 class Registry:
@@ -133,18 +141,34 @@ class Registry:
     def promote(self, checkpoint: str | Path, *, external_checks: Mapping[str, bool] | None = None,
                 run_ids: Mapping[str, Any] | None = None, reason: str = "promotion") -> PromotionResult:
         """Make `checkpoint` production if the gate passes; otherwise keep the current pointer."""
-        checkpoint = Path(checkpoint).expanduser().resolve()
-        if not checkpoint.is_file():
-            raise RegistryError(f"checkpoint {checkpoint} does not exist")
-        record = read_lineage(checkpoint)
-        gate = evaluate_gate(record, external_checks)
+        return self.promote_best([checkpoint], external_checks=[external_checks], run_ids=run_ids, reason=reason)
+
+    def promote_best(self, candidates: Sequence[str | Path], *,
+                     external_checks: Sequence[Mapping[str, bool] | None] | None = None,
+                     run_ids: Mapping[str, Any] | None = None, reason: str = "promotion") -> PromotionResult:
+        """Promote the better of several candidates (a supervised model and the PPO policy fine-tuned
+        from it): the gate on each (`external_checks[i]` belongs to `candidates[i]`), then `gate.choose`
+        (the highest held-out net Sharpe among those that pass). None passes: the pointer stays."""
+        paths = [Path(c).expanduser().resolve() for c in candidates]
+        if not paths:
+            raise RegistryError("no candidate to promote: pass a supervised checkpoint and/or a PPO policy")
+        for path in paths:
+            if not path.is_file():
+                raise RegistryError(f"checkpoint {path} does not exist")
+        externals = list(external_checks) if external_checks is not None else [None] * len(paths)
+        if len(externals) != len(paths):
+            raise RegistryError(f"{len(externals)} sets of external checks for {len(paths)} candidates")
+        records = [read_lineage(p) for p in paths]
+        gates = [evaluate_gate(r, e) for r, e in zip(records, externals, strict=True)]
+        offered = tuple(zip(paths, gates, strict=True))
+        pick = choose(gates)
         current = self.production()
-        if not gate.passed:
-            message = f"not promoted ({gate.summary()}); production stays " + (
-                current.fingerprint[:12] if current else "empty")
-            logger.warning("%s: %s", checkpoint, message)
-            return PromotionResult(False, gate, current, message)
-        return self._write(checkpoint, record, gate, run_ids, reason)
+        if pick is None:
+            reasons = "; ".join(f"{g.kind or r.kind} {p.name}: {g.summary()}" for p, g, r in zip(paths, gates, records))
+            message = f"not promoted ({reasons}); production stays " + (current.fingerprint[:12] if current else "empty")
+            logger.warning("%s", message)
+            return PromotionResult(False, gates[0], current, message, offered)
+        return self._write(paths[pick], records[pick], gates[pick], run_ids, reason, offered)
 
     def rollback(self, run_ids: Mapping[str, Any] | None = None) -> PromotionResult:
         """Point production back at the previous distinct promoted model (it passed the gate then)."""
@@ -164,23 +188,25 @@ class Registry:
         return self._write(target.path, record, gate, run_ids, "rollback")
 
     def _write(self, checkpoint: Path, record: LineageRecord, gate: GateResult, run_ids: Mapping[str, Any] | None,
-               reason: str) -> PromotionResult:
+               reason: str, offered: tuple[tuple[Path, GateResult], ...] = ()) -> PromotionResult:
         with self._locked():
             current = self.production()
             fingerprint = file_fingerprint(checkpoint)
             if current is not None and current.fingerprint == fingerprint and reason != "rollback":
-                return PromotionResult(False, gate, current, f"already production ({fingerprint[:12]})")
+                return PromotionResult(False, gate, current, f"already production ({fingerprint[:12]})", offered)
             copy = self._store(checkpoint, record, fingerprint)
             promoted_at = now_utc()
             pointer = record.with_updates(
                 kind=PRODUCTION_KIND, created_at=promoted_at, code_version=dict(code_version()),
                 parent={"path": str(copy), "fingerprint": fingerprint, "kind": record.kind,
-                        "data_cutoff": record.data_cutoff},
+                        "model_kind": MODEL_KINDS.get(record.kind), "data_cutoff": record.data_cutoff},
                 run_ids=dict(run_ids) if run_ids is not None else dict(record.run_ids),
             )
             promotion = {
                 "promoted_at": promoted_at, "reason": reason, "gate": gate.to_dict(),
                 "source": str(checkpoint), "previous": current.summary() if current else None,
+                "model_kind": MODEL_KINDS.get(record.kind),
+                "candidates": [{"path": str(p), "model_kind": g.kind, "gate": g.to_dict()} for p, g in offered],
             }
             text = json.dumps({**pointer.to_dict(), "promotion": promotion}, indent=2, sort_keys=True) + "\n"
             stamp = promoted_at.replace(":", "").replace("-", "").replace("+0000", "Z")
@@ -189,7 +215,8 @@ class Registry:
             write_text_atomic(self.pointer_path, text)  # the switch: one rename
             production = self._read_pointer(self.pointer_path)
         logger.info("production is now %s (%s, from %s)", fingerprint[:12], reason, checkpoint)
-        return PromotionResult(True, gate, production, f"promoted {fingerprint[:12]} ({gate.summary()})")
+        return PromotionResult(True, gate, production,
+                               f"promoted {production.model_kind} {fingerprint[:12]} ({gate.summary()})", offered)
 
     def _store(self, checkpoint: Path, record: LineageRecord, fingerprint: str) -> Path:
         """The immutable copy models/<sha[:16]>/<name> (+ its sidecar); reused when already there."""

@@ -117,7 +117,8 @@ def prediction_body(result: Prediction, predictor: Predictor) -> dict[str, Any]:
                                  for h, row in enumerate(s.quantiles, start=1)}
         signals.append(item)
     return {"signals": signals, "unavailable": dict(result.unavailable), "complete": not result.unavailable,
-            "source": result.source, "model_fingerprint": card.fingerprint, "data_version": result.data_version,
+            "source": result.source, "model_fingerprint": card.fingerprint, "model_kind": card.model_kind,
+            "data_version": result.data_version,
             "forecast_units": "log return over h bars", "timing_ms": {"featurise": round(result.featurise_s * 1e3, 3),
                                                                       "forward": round(result.forward_s * 1e3, 3)}}
 

@@ -39,7 +39,8 @@ def status_router(state: ServiceState) -> APIRouter:
             return JSONResponse(body, status_code=503)
         card = p.card
         body.update({
-            "model": {"fingerprint": card.fingerprint, "kind": card.kind, "source": card.source,
+            "model": {"fingerprint": card.fingerprint, "kind": card.kind, "model_kind": card.model_kind,
+                      "replay_bars": card.replay_bars, "source": card.source,
                       "created_at": card.created_at, "data_cutoff": card.data_cutoff,
                       "age_s": round(card.age_seconds(), 1), "window": card.window, "horizon": card.horizon,
                       "features": len(card.feature_names), "feature_fingerprint": card.feature_fingerprint,

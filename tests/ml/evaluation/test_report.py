@@ -129,3 +129,23 @@ def test_paired_and_strategy_ic_with_several_seeds():
     report = build_report(with_forecasters(seeds=(0, 1)), COSTS)
     assert report.strategy_ic.loc["model", "n_timestamps"] == 400  # one row per bar: the seeds' mean forecast
     assert np.isfinite(report.paired.loc["noisy", "pooled_ic_diff"])
+
+
+def test_ppo_selection_section_keep_rate_and_test_gain():
+    """fold_a kept PPO (selected = PPO's positions), fold_b dropped it (selected = the head's)."""
+    frame = predictions()
+    rng = np.random.default_rng(5)
+    frame["position__model"] = np.clip(frame["next_return"] * 30 + rng.normal(0, 0.3, len(frame)), -1, 1)
+    raw = frame["position__oracle"].to_numpy()  # PPO's own positions: better than the head on test
+    kept = (frame["fold"] == "fold_a").to_numpy()
+    frame["position__ppo"] = np.where(kept, raw, frame["position__model"])
+    frame["raw__ppo"], frame["ppo_kept"] = raw, kept.astype(float)
+    report = build_report(frame, COSTS)
+    table = report.ppo_selection
+    assert table.loc[("fold_a", 0), "kept"] == 1.0 and table.loc[("fold_b", 0), "kept"] == 0.0
+    assert table.loc[("all", "all"), "kept"] == 0.5
+    assert table.loc[("fold_b", 0), "keeping_gain_bps"] == 0.0  # dropped: selected is the head
+    assert table.loc[("fold_a", 0), "keeping_gain_bps"] > 0  # kept a better policy
+    assert table.loc[("fold_b", 0), "always_ppo_gain_bps"] > 0  # dropping it cost this much on test
+    assert "ppo" in report.overall.index and not {"raw__ppo", "selected", "head"} & set(report.overall.index)
+    assert "PPO selection" in to_markdown(report, {})

@@ -58,6 +58,14 @@ def test_walkforward_runs_every_fold_out_of_sample_and_writes_the_report(market,
     assert {"model", "ridge", "lightgbm", "momentum"} <= set(table.query("scope == 'strategy_ic'")["strategy"])
     assert "lightgbm" in set(table.query("scope == 'paired' and metric == 'sharpe_diff'")["strategy"])
     assert all((tmp_path / "checkpoints" / fold.name / "seed0" / "ppo").is_dir() for fold in folds)
+    # position__ppo is the selected policy: PPO's own positions where the validation rule kept it, else the head's
+    kept = predictions["ppo_kept"] == 1.0
+    assert predictions["ppo_kept"].isin([0.0, 1.0]).all() and "raw__ppo" not in strategies
+    pd.testing.assert_series_equal(predictions.loc[kept, "position__ppo"], predictions.loc[kept, "raw__ppo"],
+                                   check_names=False)
+    pd.testing.assert_series_equal(predictions.loc[~kept, "position__ppo"], predictions.loc[~kept, "position__model"],
+                                   check_names=False)
+    assert "PPO selection" in markdown
 
 
 def test_list_and_one_named_fold(market, tmp_path):

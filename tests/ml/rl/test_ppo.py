@@ -62,7 +62,8 @@ def test_same_seed_same_result_other_seed_other_result(data):
 
 
 def test_update_zero_is_the_supervised_head_and_the_best_policy_is_kept(data):
-    result = finetune(tiny_net(data), data, fast_rl(updates=4, lr=3e-3), COSTS, seed=1)
+    rl = fast_rl(updates=4, lr=3e-3, selection={"candidate": "best"})  # the default candidate is the last update
+    result = finetune(tiny_net(data), data, rl, COSTS, seed=1)
     sharpes = [r.val_sharpe_net for r in result.history]
     # same function as the supervised head; float32 kernels of (B, D) and (B, 1, D) inputs may differ in the last bit
     assert sharpes[0] == pytest.approx(result.validation["supervised"]["sharpe_net"], rel=1e-6)

@@ -29,7 +29,10 @@ SYMBOLS = ("AAA", "BBB", "CCC")
 ROWS = 3000  # per symbol: more than twice the bars one prediction reads (1,171 with window 8)
 TINY_MODEL = {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_state": 4, "ffn_mult": 1, "dropout": 0.0}
 GOOD_METRICS = {"test_loss": 0.4, "val_loss": 0.41, "val_loss_best": 0.41, "test_ic_next_bar": 0.05,
-                "baseline_momentum_ic_next_bar": 0.01, "baseline_linear_ic_next_bar": 0.03}
+                "baseline_momentum_ic_next_bar": 0.01, "baseline_linear_ic_next_bar": 0.03,
+                "test_sharpe_net": 3.0, "test_sharpe_net_low": 0.5, "baseline_momentum_sharpe_net": 1.0,
+                "baseline_linear_sharpe_net": 2.0, "baseline_buy_and_hold_sharpe_net": 0.4,
+                "baseline_vol_target_sharpe_net": 0.6}
 
 
 def serving_config(*overrides: str, db: Path | None = None) -> ExperimentConfig:
@@ -70,6 +73,37 @@ def make_checkpoint(cfg: ExperimentConfig, data: TrainingData, out: Path, *, met
     )
     return write_checkpoint(out, kind=kind, net=net, feature_names=windowed.feature_names, scaler=windowed.scaler,
                             window=cfg.windows.window, horizon=cfg.windows.horizon, lineage=lineage)
+
+
+POLICY_METRICS = {"ppo_policy_loss": 0.01, "ppo_value_loss": 0.2, "selection_kept": 1.0, "val_gain_bps": 0.3,
+                  "val_gain_low_bps": 0.1, "val_gain_high_bps": 0.5, "test_ppo_sharpe_net": 4.0,
+                  "test_ppo_sharpe_net_low": 1.0,
+                  **{k: v for k, v in GOOD_METRICS.items() if k.startswith("baseline_")}}
+
+
+def make_policy(supervised: Path, out: Path, *, metrics=None, seed: int = 0, replay: int = 16) -> Path:
+    """A policy.pt as rl/fit.py writes it, without PPO: the supervised network, a fresh value head and a
+    random (seeded) W_s, so its positions depend on its own position and recent PnL (a stateful policy)."""
+    from plus_ultra_ml.checkpoints.policy import POLICY_KIND, write_policy
+    from plus_ultra_ml.checkpoints.supervised import load_checkpoint
+    from plus_ultra_ml.config import CostConfig, config_from_dict
+    from plus_ultra_ml.rl.env import EnvConfig
+    from plus_ultra_ml.rl.policy import ActorCritic
+    from plus_ultra_ml.rl.trained import env_record
+
+    model = load_checkpoint(supervised)
+    env = EnvConfig(CostConfig(), recent_pnl_bars=4)
+    policy = ActorCritic(model.net, env.state_dim, freeze="frozen")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        policy.state_proj.weight.normal_(0.0, 3.0)
+    config = config_from_dict(model.lineage.config, [f"rl.steps_per_rollout={replay}"]).to_dict()
+    lineage = model.lineage.with_updates(
+        kind=POLICY_KIND, created_at=now_utc(), config=config, metrics=dict(POLICY_METRICS if metrics is None else metrics),
+        parent={"path": str(supervised), "kind": "supervised"})
+    return write_policy(out, net=policy.net, state_proj=policy.state_proj.weight, env=env_record(env),
+                        feature_names=model.feature_names, scaler=model.scaler, window=model.window,
+                        horizon=model.horizon, lineage=lineage)
 
 
 def append_bars(db: Path, source: Path, after: str, bars: int) -> None:
@@ -126,3 +160,8 @@ def training_data(cfg, market) -> TrainingData:
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory, cfg, training_data) -> Path:
     return make_checkpoint(cfg, training_data, tmp_path_factory.mktemp("serving_ckpt") / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def policy_checkpoint(tmp_path_factory, checkpoint) -> Path:
+    return make_policy(checkpoint, tmp_path_factory.mktemp("serving_policy") / "policy.pt")

@@ -303,3 +303,19 @@ def test_supplied_bars_round_trip_into_the_panel_contract():
     assert list(panel.index.names) == ["symbol", "timestamp"]
     assert str(panel.index.get_level_values("timestamp")[0]) == "2023-12-31 23:00:00+00:00"
     assert panel["ind__alt_0"].iloc[0] == 0.1 and np.isfinite(panel.to_numpy()).all()
+
+
+def test_the_service_serves_a_ppo_policy_and_says_so(policy_checkpoint, market, tmp_path):
+    from plus_ultra_ml.serving.predictor import Predictor
+
+    app = create_app(serving_config(db=market), checkpoint=policy_checkpoint, registry=Registry(tmp_path / "r"),
+                     api_key=KEY)
+    client = TestClient(app)
+    health = client.get("/health").json()
+    assert health["model"]["model_kind"] == "ppo" and health["model"]["kind"] == "ppo_policy"
+    body = client.post("/predict", json={"symbols": list(SYMBOLS)}, headers=AUTH).json()
+    assert body["model_kind"] == "ppo" and len(body["signals"]) == len(SYMBOLS)
+    expected = {s.symbol: s.position for s in Predictor.load(policy_checkpoint, db_path=market).predict(
+        list(SYMBOLS)).signals}
+    for signal in body["signals"]:
+        assert signal["position"] == pytest.approx(expected[signal["symbol"]], abs=1e-6)

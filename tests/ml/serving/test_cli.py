@@ -82,3 +82,24 @@ def test_serve_help_is_fast_and_documents_the_options():
     assert result.exit_code == 0
     for option in ("--config", "--checkpoint", "--host", "--port", "--db"):
         assert option in result.output
+
+
+def test_predict_serves_a_ppo_policy_and_reports_its_kind(tmp_path, config_file, policy_checkpoint, market):
+    output = tmp_path / "ppo.parquet"
+    result = run("predict", "--config", str(config_file), "--checkpoint", str(policy_checkpoint), "--output",
+                 str(output), "--db", str(market), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["model_kind"] == "ppo" and summary["checkpoint"] == str(policy_checkpoint.resolve())
+    served = Predictor.load(policy_checkpoint, db_path=market).predict(list(SYMBOLS))
+    latest = {s["symbol"]: s for s in summary["latest"]}
+    for signal in served.signals:  # the policy's replayed positions, as the service gives them
+        assert latest[signal.symbol]["position"] == pytest.approx(signal.position, abs=1e-5)
+
+
+def test_promote_offers_the_supervised_model_and_its_policy(tmp_path, config_file, checkpoint, policy_checkpoint):
+    registry = tmp_path / "registry"
+    ok = run("promote", str(checkpoint), "--policy", str(policy_checkpoint), "--config", str(config_file),
+             "--registry", str(registry))
+    assert ok.exit_code == 0 and "promoted ppo" in ok.output, ok.output
+    assert Registry(registry).production().model_kind == "ppo"

@@ -74,9 +74,34 @@ def test_only_supervised_checkpoints_are_served(tmp_path, cfg, training_data, ma
     with pytest.raises(PredictorError, match="'pretrain' checkpoint"):
         Predictor.load(backbone, db_path=market)
     policy = tmp_path / "policy.pt"
-    torch.save({"format": "plus_ultra.policy", "version": 1}, policy)
-    with pytest.raises(PredictorError, match="PPO policy: it is stateful"):
+    torch.save({"format": "plus_ultra.policy", "version": 1}, policy)  # a policy file without its parts
+    with pytest.raises(PredictorError, match="without"):
         Predictor.load(policy, db_path=market)
+
+
+def test_a_ppo_policy_is_served_with_its_own_stateful_positions(policy_checkpoint, predictor, market, tmp_path):
+    served = Predictor.load(policy_checkpoint, db_path=market)
+    assert served.card.model_kind == "ppo" and served.card.kind == "ppo_policy" and served.card.replay_bars == 16
+    result = served.predict(list(SYMBOLS))
+    assert not result.unavailable and len(result.signals) == len(SYMBOLS)
+    panel = build_panel(market, served.recipe.data.model_copy(update={"end": None})).panel
+    history = predict_history(served.model, served.recipe, panel, policy=served.policy,
+                              replay_bars=served.card.replay_bars)
+    latest = history.latest()
+    head = {s.symbol: s for s in predictor.predict(list(SYMBOLS)).signals}
+    for signal in result.signals:
+        row = latest.xs(signal.symbol, level="symbol")
+        assert row.index[0] == signal.timestamp
+        # the service's replay from its bounded read equals offline predict's from the whole history
+        assert signal.position == pytest.approx(row["position__model"].iloc[0], abs=1e-5)
+        # the forecast is the network's (frozen PPO: the parent's); the position is the policy's, not the head's
+        np.testing.assert_allclose(signal.forecast, head[signal.symbol].forecast, rtol=1e-5, atol=1e-9)
+    assert max(abs(s.position - head[s.symbol].position) for s in result.signals) > 1e-3
+    # causal: bars appended later do not change a served position
+    cut = truncate_db(market, tmp_path / "early.db", iso(result.signals[0].timestamp - pd.Timedelta("2h")))
+    early = Predictor.load(policy_checkpoint, db_path=cut).predict(["AAA"]).signals[0]
+    assert early.position == pytest.approx(
+        history.frame.loc[("AAA", early.timestamp), "position__model"], abs=1e-5)
 
 
 def test_features_other_than_the_trained_ones_are_refused(tmp_path, cfg, training_data, market):

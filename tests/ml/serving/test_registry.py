@@ -13,7 +13,7 @@ from plus_ultra_ml.serving.predictor import Predictor, PredictorError
 from plus_ultra_ml.serving.gate import evaluate_gate
 from plus_ultra_ml.serving.registry import Registry, RegistryError
 
-from .conftest import GOOD_METRICS, make_checkpoint
+from .conftest import GOOD_METRICS, make_checkpoint, make_policy
 
 
 @pytest.fixture
@@ -28,6 +28,10 @@ def registry(tmp_path):
     ({"baseline_linear_ic_next_bar": math.nan}, ["beats_naive_baselines"]),
     ({"test_loss": math.inf}, ["finite_losses"]),
     ({"val_loss": None}, ["finite_losses"]),
+    ({"test_sharpe_net_low": -0.1}, ["significant"]),
+    ({"test_sharpe_net": -0.5, "test_sharpe_net_low": -2.0}, ["significant", "beats_persistence", "beats_baselines"]),
+    ({"test_sharpe_net": 1.5}, ["beats_baselines"]),  # above momentum 1.0, below ridge 2.0
+    ({"baseline_vol_target_sharpe_net": math.nan}, ["beats_baselines"]),
 ])
 def test_gate_mirrors_the_asset_checks(checkpoint, change, failing):
     import dagster as dg
@@ -122,3 +126,44 @@ def test_errors_name_what_is_wrong(tmp_path, registry):
     registry.pointer_path.write_text("{not json")
     with pytest.raises(RegistryError, match="unreadable"):
         registry.production()
+
+
+def test_the_gate_promotes_the_better_candidate_that_passes(tmp_path, registry, checkpoint):
+    """Supervised (held-out net Sharpe 3.0) and its PPO policy (4.0): PPO when it passes and is better."""
+    better = make_policy(checkpoint, tmp_path / "better" / "policy.pt")
+    result = registry.promote_best([checkpoint, better])
+    assert result.promoted and registry.production().model_kind == "ppo"
+    assert registry.production().fingerprint == file_fingerprint(better)
+    pointer = json.loads(registry.pointer_path.read_text())
+    assert pointer["parent"]["model_kind"] == "ppo" and pointer["parent"]["kind"] == "ppo_policy"
+    assert [c["model_kind"] for c in pointer["promotion"]["candidates"]] == ["supervised", "ppo"]
+    assert [link.record.kind for link in lineage_chain(registry.pointer_path)][:2] == ["production", "ppo_policy"]
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({"test_ppo_sharpe_net": 2.5}, []),  # passes, but below the supervised model's 3.0
+    ({"selection_kept": 0.0}, ["selected"]),  # dropped on validation: the fold's policy is the head
+    ({"test_ppo_sharpe_net_low": -0.2}, ["significant"]),
+    ({"test_ppo_sharpe_net": 1.8}, ["beats_baselines"]),  # below ridge's 2.0
+    ({"ppo_value_loss": math.nan}, ["finite_losses"]),
+])
+def test_the_head_is_promoted_when_ppo_is_worse_or_fails(tmp_path, registry, checkpoint, change, failing):
+    from .conftest import POLICY_METRICS
+
+    policy = make_policy(checkpoint, tmp_path / "policy.pt", metrics={**POLICY_METRICS, **change})
+    result = registry.promote_best([checkpoint, policy])
+    gates = {g.kind: g for _, g in result.candidates}
+    assert [c.name for c in gates["ppo"].failures()] == failing and gates["supervised"].passed
+    assert result.promoted and registry.production().model_kind == "supervised"
+    assert registry.production().fingerprint == file_fingerprint(checkpoint)
+
+
+def test_nothing_is_promoted_when_neither_passes(tmp_path, registry, checkpoint, cfg, training_data):
+    from .conftest import POLICY_METRICS
+
+    weak = make_checkpoint(cfg, training_data, tmp_path / "weak.pt", seed=1,
+                           metrics={**GOOD_METRICS, "test_sharpe_net_low": -1.0})
+    policy = make_policy(weak, tmp_path / "policy.pt", metrics={**POLICY_METRICS, "selection_kept": 0.0})
+    result = registry.promote_best([weak, policy])
+    assert not result.promoted and registry.production() is None
+    assert "significant" in result.message and "selected" in result.message
