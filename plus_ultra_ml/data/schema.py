@@ -21,6 +21,7 @@ OHLCV_COLUMNS = (*PRICE_COLUMNS, "volume")
 OPTIONAL_SERIES_COLUMNS = ("vwap", "turnover")
 INDICATOR_PREFIX = "ind__"
 PANEL_INDEX = ("symbol", "timestamp")
+CLOSE_ONLY_KEY = "close_only"  # assets.metadata key: true when the symbol's open/high/low are its close (ingest --close-only)
 
 DDL: dict[str, str] = {
     "assets": """
