@@ -208,6 +208,29 @@ def dataset_table(name: str, report, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUMMARY_HEAD = ("| dataset | model net Sharpe | PPO | LightGBM | buy-and-hold | model IC | LightGBM IC | "
+                "model - LightGBM: IC diff [95% CI] | model - buy-and-hold: Sharpe diff [95% CI] |\n"
+                "|---|---|---|---|---|---|---|---|---|")
+
+
+def summary_line(name: str, table: pd.DataFrame) -> str:
+    """One dataset's headline from the report's own long metrics table (`Report.metrics_table()`,
+    also saved as report_metrics.parquet): IC is the pooled h1 IC, intervals are the report's."""
+    def get(scope: str, strategy: str, metric: str) -> float:
+        hit = table[(table["scope"] == scope) & (table["fold"] == "all") & (table["strategy"] == strategy)
+                    & (table["metric"] == metric)]["value"]
+        return float(hit.iloc[0]) if len(hit) else float("nan")
+
+    def ci(scope: str, strategy: str, key: str, digits: int) -> str:
+        return (f"{fmt(get(scope, strategy, key), digits)} [{fmt(get(scope, strategy, key + '_low'), digits)}, "
+                f"{fmt(get(scope, strategy, key + '_high'), digits)}]")
+
+    sharpe = [fmt(get("overall", s, "sharpe")) for s in (MODEL, PPO, LIGHTGBM, BUY_AND_HOLD)]
+    ics = [fmt(get("strategy_ic", s, "pooled_ic"), 4) for s in (MODEL, LIGHTGBM)]
+    return (f"| {name} | " + " | ".join([*sharpe, *ics, ci("paired", LIGHTGBM, "pooled_ic_diff", 4),
+                                         ci("paired", BUY_AND_HOLD, "sharpe_diff", 2)]) + " |")
+
+
 def target_line(name: str, report) -> str:
     """The benchmark target on this dataset: model IC above LightGBM's (interval excluding 0), Sharpe >= buy-and-hold."""
     paired = report.paired
@@ -229,7 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    sections, targets, skipped = [], [], []
+    sections, summaries, targets, skipped = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="plus_ultra_real_") as root:
         for name in names:
             try:
@@ -240,14 +263,16 @@ def main() -> None:
                 print(skipped[-1], flush=True)
                 continue
             sections.append(dataset_table(name, report, wall))
+            summaries.append(summary_line(name, report.metrics_table()))
             targets.append(target_line(name, report))
             print("\n" + sections[-1], flush=True)
     command = "python benchmarks/bench_real.py " + " ".join(sys.argv[1:])
-    document = [f"# bench_real ({args.config})", "", f"`{command.strip()}`", "", *sections,
+    document = [f"# bench_real ({args.config})", "", f"`{command.strip()}`", "", "## Summary", "", SUMMARY_HEAD,
+                *summaries, "", *sections,
                 "## Target (model pooled IC above LightGBM's, interval excluding 0; model net Sharpe >= buy-and-hold's)",
                 "", "| dataset | IC > LightGBM | Sharpe >= buy-and-hold |", "|---|---|---|", *targets, "", *skipped, ""]
     text = "\n".join(document)
-    print("\n" + "\n".join(document[-(len(targets) + len(skipped) + 5):]))
+    print("\n" + "\n".join([SUMMARY_HEAD, *summaries, "", *document[-(len(targets) + len(skipped) + 5):]]))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_real.md").write_text(text)

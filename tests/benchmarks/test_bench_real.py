@@ -57,3 +57,12 @@ def test_skfolio_csv_is_found_in_the_distribution_or_its_absence_named():
 def test_unknown_dataset_names_the_choices():
     with pytest.raises(PlusUltraError, match="sp500"):
         bench_real.load_dataset("nope")
+
+
+def test_summary_line_reads_the_reports_own_table():
+    rows = [("overall", "model", "sharpe", 0.5), ("overall", "buy_and_hold", "sharpe", 0.7),
+            ("strategy_ic", "model", "pooled_ic", 0.06), ("paired", "lightgbm", "pooled_ic_diff", 0.07),
+            ("paired", "lightgbm", "pooled_ic_diff_low", -0.05), ("paired", "lightgbm", "pooled_ic_diff_high", 0.17)]
+    table = pd.DataFrame([{"scope": s, "fold": "all", "strategy": k, "metric": m, "value": v} for s, k, m, v in rows])
+    line = bench_real.summary_line("x", table)
+    assert line.startswith("| x | 0.50 |  |  | 0.70 | 0.0600 |") and "0.0700 [-0.0500, 0.1700]" in line
