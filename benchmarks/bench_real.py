@@ -90,8 +90,9 @@ def skfolio_csv() -> Path:
     try:
         distribution = metadata.distribution("skfolio")
     except metadata.PackageNotFoundError:
-        raise PlusUltraError("skfolio is not installed in this environment, so its bundled S&P 500 "
-                             "prices cannot be read; install the project's test extras") from None
+        raise PlusUltraError("skfolio is not installed in this environment (it is not among the project's "
+                             "dependencies), so its bundled S&P 500 prices cannot be read; install skfolio "
+                             "to add this dataset") from None
     candidates = [f for f in distribution.files or () if "sp500" in f.name.lower() and ".csv" in f.name.lower()]
     if not candidates:
         raise PlusUltraError(f"skfolio {distribution.version} lists no sp500 CSV among its files; "
