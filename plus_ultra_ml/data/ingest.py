@@ -8,7 +8,9 @@ are scaled by adjusted/raw close and volume by its inverse, which removes split 
 Writing is one transaction, after the incoming rows pass the same rules `validate` applies: a bad
 row rejects the whole batch with the report, and nothing is written. Upserts are idempotent:
 re-running an ingest changes nothing. ``append_only`` keeps only candles newer than the last one
-stored for each symbol, which is what new candles look like to the sensor.
+stored for each symbol, which is what new candles look like to the sensor. ``close_only`` takes a
+source with closes only: open = high = low = close (volume 0 if absent), flagged in assets.metadata
+so the feature pipeline skips what needs real open/high/low (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -338,7 +340,11 @@ def _record_close_only(connection: sqlite3.Connection, rows: pd.DataFrame) -> No
     flags = rows.groupby(rows["symbol"].astype(str))[VOLUME_KNOWN].all()
     for symbol, volume_known in flags.items():
         (raw,) = connection.execute("SELECT metadata FROM assets WHERE symbol = ?", (symbol,)).fetchone()
-        metadata = json.loads(raw) if raw else {}
+        try:
+            metadata = json.loads(raw) if raw else {}
+        except ValueError:
+            raise PlusUltraError(f"table assets, column metadata, symbol {symbol}: {raw!r} is not JSON; store a JSON "
+                                 "object (or NULL) before ingesting it with --close-only") from None
         metadata.update({CLOSE_ONLY_KEY: True, "volume": bool(volume_known)})
         connection.execute("UPDATE assets SET metadata = ? WHERE symbol = ?", (json.dumps(metadata, sort_keys=True), symbol))
 
