@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_walkforward.py fixture [--config configs/smoke.yaml] [--db data/fixture.db]
         [--seeds N] [--folds N] [--dev] [--no-ppo] [--out DIR] [dotted overrides ...]
-    python benchmarks/bench_walkforward.py sp500 [--config configs/smoke.yaml] [--seeds N] [--no-ppo] [--out DIR]
+    python benchmarks/bench_walkforward.py sp500 [--config configs/daily.yaml] [--seeds N] [--no-ppo] [--out DIR]
 
 Both run the library's evaluation line without Dagster (`experiments.fold.run_walkforward`: for every
 fold of `plan_folds`, the supervised model and PPO are refitted on the fold's own training segment,
@@ -30,12 +30,11 @@ fixture
 
 sp500
     `arch.data.sp500` (S&P 500 index, daily, 1999-2018, no download: shipped with `arch`), ingested
-    with `plus_ultra_ml.data.ingest` into a temporary SQLite file, prices adjusted by `Adj Close`.
-    Settings fixed before any fold was scored, and never tuned on its folds (SP500_OVERRIDES below):
-    the smoke preset's recipe (model, losses, PPO) with daily-sized walk-forward folds (expanding
-    training from 1,000 bars, validation 250 bars, test windows of 500 bars, every closed fold) and
-    8 supervised epochs (a single daily series has ~20x fewer windows than the fixture per epoch).
-    Compared with buy-and-hold and LightGBM (and the other baselines) on the same bars.
+    with `plus_ultra_ml.data.ingest` into a temporary SQLite file, prices adjusted by `Adj Close`, and
+    run with the daily preset (configs/daily.yaml) as it is: no recipe overrides here (only the
+    database path, tracking off, and --seeds / --no-ppo). Compared with buy-and-hold and LightGBM (and
+    the other baselines) on the same bars. benchmarks/bench_real.py runs the same preset on every
+    real daily dataset the dependencies ship.
 
 --out DIR writes the scored predictions (report format, with the reference rows) and the report
 (report.md, its figures and metrics parquet) there. Results and the selection that led to the
@@ -68,10 +67,6 @@ from plus_ultra_ml.experiments.fold import FoldResult, run_walkforward
 from plus_ultra_ml.synthetic.fixture import ORACLE_INDICATOR, read_fixture_truth
 
 SP500_SYMBOL = "SPX"
-SP500_OVERRIDES = [
-    "walkforward.mode=expanding", "walkforward.n_folds=null", "walkforward.test_bars=500",
-    "walkforward.val_bars=250", "walkforward.min_train_bars=1000", "train.epochs=8",
-]
 
 
 def quiet() -> None:
@@ -221,15 +216,14 @@ def fixture(args: argparse.Namespace) -> None:
 
 def sp500(args: argparse.Namespace) -> None:
     db = sp500_database()
-    overrides = ["tracking.mode=disabled", f"data.db_path={db}", "data.ffill_limit=0",
-                 f"walkforward.seeds={args.seeds}",
-                 *SP500_OVERRIDES, *(["walkforward.ppo=false"] if args.no_ppo else [])]
+    overrides = ["tracking.mode=disabled", f"data.db_path={db}", f"walkforward.seeds={args.seeds}",
+                 *(["walkforward.ppo=false"] if args.no_ppo else [])]
     cfg = load_config(args.config, overrides)
     t0 = time.perf_counter()
     data = load_training_data(cfg, db)
     folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
     print(f"S&P 500 daily ({db}): {len(data.features):,} bars x {data.features.shape[1]} features "
-          f"({time.perf_counter() - t0:.0f} s); settings fixed in advance: {' '.join(SP500_OVERRIDES)}")
+          f"({time.perf_counter() - t0:.0f} s); preset {args.config}, unchanged")
     tests = [f.split.bounds["test"] for f in folds]
     print(f"{len(folds)} folds: " + ", ".join(f"{first:%Y-%m-%d}..{last:%Y-%m-%d}" for first, last in tests))
     with tempfile.TemporaryDirectory(prefix="plus_ultra_wf_") as root:
@@ -253,7 +247,7 @@ def main() -> None:
     fx.add_argument("--out", type=Path, default=None, help="write predictions.parquet and report.md here")
     fx.add_argument("overrides", nargs="*")
     sp = sub.add_parser("sp500", help="the S&P 500 daily sample from arch")
-    sp.add_argument("--config", default="configs/smoke.yaml")
+    sp.add_argument("--config", default="configs/daily.yaml")
     sp.add_argument("--seeds", type=int, default=1)
     sp.add_argument("--no-ppo", action="store_true")
     sp.add_argument("--out", type=Path, default=None, help="write predictions.parquet and report.md here")

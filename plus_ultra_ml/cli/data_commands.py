@@ -62,6 +62,9 @@ def ingest(
     adjust_column: Annotated[str | None, typer.Option(help="adjusted-close column to adjust OHLC by (e.g. 'Adj Close')")] = None,
     indicators: Annotated[list[str], typer.Option("--indicator", help="extra column to store in indicators, repeatable")] = [],  # noqa: B006
     append_only: Annotated[bool, typer.Option("--append-only", help="keep only candles newer than the last stored one")] = False,
+    close_only: Annotated[bool, typer.Option(
+        "--close-only", help="the files hold closes only: write open = high = low = close (volume 0 if absent), "
+                             "flag the symbols in assets.metadata; open/high/low features are then skipped")] = False,
 ) -> None:
     """Validate files and upsert them into DB in one transaction (all or nothing)."""
     from plus_ultra_ml.data.ingest import IngestOptions, ingest_files
@@ -74,7 +77,8 @@ def ingest(
         source, target = item.split("=", 1)
         column_map[source] = target
     options = IngestOptions(symbol=symbol, column_map=column_map, timezone=timezone, adjust_column=adjust_column,
-                            indicator_columns=tuple(indicators), append_only=append_only)
+                            indicator_columns=tuple(indicators), append_only=append_only,
+                            close_only=close_only)
     with progress() as bar:
         task = bar.add_task(f"ingesting {len(files)} file(s)", total=None)
         results = ingest_files(db, files, options)

@@ -8,11 +8,14 @@ are scaled by adjusted/raw close and volume by its inverse, which removes split 
 Writing is one transaction, after the incoming rows pass the same rules `validate` applies: a bad
 row rejects the whole batch with the report, and nothing is written. Upserts are idempotent:
 re-running an ingest changes nothing. ``append_only`` keeps only candles newer than the last one
-stored for each symbol, which is what new candles look like to the sensor.
+stored for each symbol, which is what new candles look like to the sensor. ``close_only`` takes a
+source with closes only: open = high = low = close (volume 0 if absent), flagged in assets.metadata
+so the feature pipeline skips what needs real open/high/low (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -24,7 +27,7 @@ import pandas as pd
 import pytz
 
 from plus_ultra_ml.data import rules
-from plus_ultra_ml.data.schema import OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
+from plus_ultra_ml.data.schema import CLOSE_ONLY_KEY, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
 from plus_ultra_ml.data.store import check_database_file, detect_timestamp_encoding
 from plus_ultra_ml.data.validate import ValidationReport
 from plus_ultra_ml.errors import PlusUltraError
@@ -50,6 +53,10 @@ class IngestOptions:
     adjust_column: str | None = None  # e.g. "Adj Close": scale OHLC (and volume) by adjusted/raw close
     indicator_columns: tuple[str, ...] = ()  # extra numeric columns stored in `indicators`
     append_only: bool = False  # keep only candles newer than the last stored one per symbol
+    # A source with closes only (no open/high/low): open = high = low = close is written and the fact is
+    # recorded in assets.metadata ({"close_only": true}, and "volume": false when volume is absent too, which
+    # is then stored as 0), so the feature pipeline skips every open/high/low (and volume) feature.
+    close_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,8 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
         if options.symbol is None:
             raise PlusUltraError(f"{source}: no symbol column; pass --symbol (one file per symbol) or --symbol-column")
         frame["symbol"] = options.symbol
+    if options.close_only:
+        frame = _close_only_columns(frame, source)
     missing = [c for c in ("timestamp", *OHLCV_COLUMNS) if c not in frame]
     if missing:
         raise PlusUltraError(
@@ -119,6 +128,9 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
     out["timestamp_raw"] = frame["timestamp"].astype(object).to_numpy()
     for column in (*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in frame)):
         out[column] = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+    for column in (CLOSE_ONLY, VOLUME_KNOWN):
+        if column in frame:
+            out[column] = frame[column].astype(bool).to_numpy()
     for column in options.indicator_columns:
         if column not in frame:
             raise PlusUltraError(f"{source}: indicator column {column!r} not found")
@@ -129,6 +141,23 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
             out[column] = out[column] * factor
         out["volume"] = out["volume"] / factor
     return out
+
+
+def _close_only_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """open = high = low = close for a close-only source; volume 0 when it is absent too (both flagged per row)."""
+    present = [c for c in ("open", "high", "low") if c in frame]
+    if present:
+        raise PlusUltraError(f"{source}: --close-only, but the source has {present} columns; drop --close-only "
+                             "to ingest its real open/high/low, or drop those columns")
+    if "close" not in frame:
+        raise PlusUltraError(f"{source}: --close-only needs a close column (columns are {list(frame.columns)}); "
+                             "map it with --map SOURCE=close")
+    frame = frame.assign(open=frame["close"], high=frame["close"], low=frame["close"], **{CLOSE_ONLY: True})
+    return frame.assign(**{VOLUME_KNOWN: "volume" in frame}, **({} if "volume" in frame else {"volume": 0.0}))
+
+
+# per-row flags a close-only batch carries to the writer, which records them in assets.metadata
+CLOSE_ONLY, VOLUME_KNOWN = "flag:close_only", "flag:volume_known"
 
 
 def _is_daily(stamps: pd.DatetimeIndex) -> bool:
@@ -282,6 +311,8 @@ def _upsert(connection: sqlite3.Connection, rows: pd.DataFrame, encoding: str, s
     )
     changed = connection.total_changes - changes_before
     inserted = len(payload) - existing
+    if CLOSE_ONLY in rows:
+        _record_close_only(connection, rows)
     indicator_rows = 0
     for column in [c for c in rows.columns if c.startswith("indicator:")]:
         name = column.split(":", 1)[1]
@@ -302,6 +333,20 @@ def _upsert(connection: sqlite3.Connection, rows: pd.DataFrame, encoding: str, s
         symbols_added=tuple(s for s in symbols if s not in before_assets),
         indicator_rows=indicator_rows,
     )
+
+
+def _record_close_only(connection: sqlite3.Connection, rows: pd.DataFrame) -> None:
+    """assets.metadata of each close-only symbol gets {"close_only": true, "volume": <had a volume column>}."""
+    flags = rows.groupby(rows["symbol"].astype(str))[VOLUME_KNOWN].all()
+    for symbol, volume_known in flags.items():
+        (raw,) = connection.execute("SELECT metadata FROM assets WHERE symbol = ?", (symbol,)).fetchone()
+        try:
+            metadata = json.loads(raw) if raw else {}
+        except ValueError:
+            raise PlusUltraError(f"table assets, column metadata, symbol {symbol}: {raw!r} is not JSON; store a JSON "
+                                 "object (or NULL) before ingesting it with --close-only") from None
+        metadata.update({CLOSE_ONLY_KEY: True, "volume": bool(volume_known)})
+        connection.execute("UPDATE assets SET metadata = ? WHERE symbol = ?", (json.dumps(metadata, sort_keys=True), symbol))
 
 
 def _count_existing(connection: sqlite3.Connection, times: list, symbols: list[str]) -> int:

@@ -22,8 +22,15 @@ import pandera.errors
 from plus_ultra_ml.config import DataConfig
 from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars
 from plus_ultra_ml.data.gaps import forward_fill_gaps
-from plus_ultra_ml.data.schema import PanelSchema
-from plus_ultra_ml.data.store import connect_readonly, data_version, load_panel, series_summary, symbol_exchanges
+from plus_ultra_ml.data.schema import CLOSE_ONLY_ATTR, PanelSchema
+from plus_ultra_ml.data.store import (
+    connect_readonly,
+    data_version,
+    load_panel,
+    series_summary,
+    symbol_close_only,
+    symbol_exchanges,
+)
 from plus_ultra_ml.data.validate import ValidationReport, validate_database
 from plus_ultra_ml.errors import DataContractError
 from plus_ultra_ml.lineage import database_fingerprint, frame_fingerprint
@@ -84,6 +91,9 @@ def build_panel(db_path: str | Path, cfg: DataConfig) -> PanelBuild:
     spacing = pd.Timedelta(cfg.freq) if cfg.freq else None
     calendars = panel_trading_calendars(db_path, panel, cfg)
     panel.attrs[CALENDAR_ATTR] = {symbol: calendar.name for symbol, calendar in calendars.items()}
+    with connect_readonly(db_path, cfg.busy_timeout_s) as connection:  # open = high = low = close symbols
+        close_only = symbol_close_only(connection)
+    panel.attrs[CLOSE_ONLY_ATTR] = {s: close_only[s] for s in calendars if s in close_only}
     panel, gaps = forward_fill_gaps(panel, cfg.ffill_limit, spacing, calendars)
     return PanelBuild(
         panel=panel,

@@ -21,6 +21,8 @@ OHLCV_COLUMNS = (*PRICE_COLUMNS, "volume")
 OPTIONAL_SERIES_COLUMNS = ("vwap", "turnover")
 INDICATOR_PREFIX = "ind__"
 PANEL_INDEX = ("symbol", "timestamp")
+CLOSE_ONLY_KEY = "close_only"  # assets.metadata key: true when the symbol's open/high/low are its close (ingest --close-only)
+CLOSE_ONLY_ATTR = "close_only"  # panel.attrs key: {close-only symbol: whether its volume is real}, set by build_panel
 
 DDL: dict[str, str] = {
     "assets": """

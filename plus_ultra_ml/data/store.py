@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from plus_ultra_ml.data import columnar
 from plus_ultra_ml.data.schema import (
+    CLOSE_ONLY_KEY,
     INDICATOR_PREFIX,
     OHLCV_COLUMNS,
     OPTIONAL_SERIES_COLUMNS,
@@ -330,6 +331,23 @@ def symbol_exchanges(connection: sqlite3.Connection) -> dict[str, str]:
         "AND trim(exchange) != ''"
     ).fetchall()
     return {str(symbol): str(exchange).strip() for symbol, exchange in rows}
+
+
+def symbol_close_only(connection: sqlite3.Connection) -> dict[str, bool]:
+    """Close-only symbols (assets.metadata {"close_only": true}, written by ingest --close-only) -> whether
+    their volume is real. A symbol absent here has real open/high/low."""
+    if "assets" not in list_tables(connection) or "metadata" not in table_columns(connection, "assets"):
+        return {}
+    out = {}
+    for symbol, raw in connection.execute("SELECT symbol, metadata FROM assets WHERE metadata IS NOT NULL"):
+        try:
+            metadata = json.loads(raw)
+        except (TypeError, ValueError):
+            raise DataContractError(f"table assets, column metadata, symbol {symbol}: {raw!r} is not JSON; "
+                                 "store a JSON object (or NULL)") from None
+        if isinstance(metadata, dict) and metadata.get(CLOSE_ONLY_KEY) is True:
+            out[str(symbol)] = bool(metadata.get("volume", True))
+    return out
 
 
 def _where_clause(

@@ -8,7 +8,9 @@ the CLI and serving call it). It:
 2. selects features from the config (default families, Alpha158 opt-in, include/exclude) and adds
    one alt-data spec per ``ind__*`` column (never ``ind__truth_*``);
 3. resolves dependencies and skips features whose inputs are absent, with the reason
-   (``strict`` raises instead);
+   (``strict`` raises instead); a close-only symbol in the panel (``panel.attrs["close_only"]``, from
+   ``ingest --close-only``) withholds open/high/low (and volume, if it had none) for the whole panel,
+   so every feature built on them is skipped with a logged reason naming the symbols (not a failure);
 4. computes each per-symbol feature on each symbol's contiguous float64 slice (a function can
    never see another symbol's rows or a later bar), then the cross-sectional ones;
 5. returns float32 columns (NaN during warm-up, never 0) with the panel's index, plus the specs,
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import FeaturesConfig
+from plus_ultra_ml.data.schema import CLOSE_ONLY_ATTR
 from plus_ultra_ml.errors import DataContractError
 from plus_ultra_ml.features.registry import (
     ALT_PREFIX,
@@ -315,6 +318,25 @@ def _run(
     return out
 
 
+def close_only_withheld(panel: pd.DataFrame) -> dict[str, str]:
+    """Panel columns that carry no information because a symbol is close-only: column -> why.
+
+    `panel.attrs["close_only"]` ({symbol: volume is real}, set by `data.panel.build_panel` from
+    assets.metadata) marks symbols whose open = high = low = close. Feature columns are shared by every
+    symbol of the panel, so one such symbol withholds those inputs from all of them.
+    """
+    close_only = {s: v for s, v in (panel.attrs.get(CLOSE_ONLY_ATTR) or {}).items()}
+    if not close_only:
+        return {}
+    names = ", ".join(sorted(close_only))
+    why = f"close-only series in the panel ({names}: open = high = low = close, assets.metadata close_only)"
+    withheld = {column: why for column in ("open", "high", "low")}
+    no_volume = sorted(s for s, volume_known in close_only.items() if not volume_known)
+    if no_volume:
+        withheld["volume"] = f"close-only series without volume in the panel ({', '.join(no_volume)}: stored as 0)"
+    return withheld
+
+
 def compute_features(
     panel: pd.DataFrame,
     cfg: FeaturesConfig | None = None,
@@ -345,16 +367,21 @@ def compute_features(
     columns: dict[str, np.ndarray] = {}
     if regimes is not None:
         columns.update(regime.label_columns(regimes, panel.index, vocabulary))
-    resolution = registry.resolve(requested, [*panel.columns, *columns], n_symbols=groups.n_symbols)
+    withheld = close_only_withheld(panel)
+    resolution = registry.resolve(requested, [*panel.columns, *columns], n_symbols=groups.n_symbols,
+                                  withheld=withheld)
+    unresolved = resolution.skipped
+    if withheld:  # skips the close-only fact causes are declared by the data, not failures even in strict mode
+        unresolved = registry.resolve(requested, [*panel.columns, *columns], n_symbols=groups.n_symbols).skipped
 
     skipped = dict(resolution.skipped)
     alt_wanted = cfg.include is None and "alt" in (cfg.families or DEFAULT_FAMILIES)
     if alt_wanted:
         skipped.update(refused)
-    if cfg.strict and resolution.skipped:  # ground-truth refusals are not failures, even in strict mode
-        lines = "\n  ".join(f"{name}: {why}" for name, why in resolution.skipped.items())
+    if cfg.strict and unresolved:  # ground-truth refusals are not failures, even in strict mode
+        lines = "\n  ".join(f"{name}: {why}" for name, why in unresolved.items())
         raise FeatureInputError(
-            f"features.strict is on and {len(resolution.skipped)} requested feature(s) cannot be computed:\n"
+            f"features.strict is on and {len(unresolved)} requested feature(s) cannot be computed:\n"
             f"  {lines}\nadd the missing columns (or pass regime labels), or exclude these features"
         )
     for name, why in skipped.items():

@@ -174,14 +174,18 @@ class FeatureRegistry:
         """A new registry holding these specs plus `extra` (e.g. the panel's alt-data columns)."""
         return FeatureRegistry([*self._specs.values(), *extra])
 
-    def resolve(self, requested: Iterable[str], available: Iterable[str], n_symbols: int = 1) -> Resolution:
+    def resolve(self, requested: Iterable[str], available: Iterable[str], n_symbols: int = 1,
+                withheld: Mapping[str, str] | None = None) -> Resolution:
         """Order `requested` (and their dependencies) for computation given the available panel columns.
 
         A feature is skipped when one of its inputs is neither an available column nor a
         computable feature (the reason names the missing column, through the dependency chain),
-        or when the panel has fewer symbols than a cross-sectional feature needs.
+        when an input is `withheld` (column -> why: present in the panel but carrying no information,
+        e.g. the open/high/low of a close-only series), or when the panel has fewer symbols than a
+        cross-sectional feature needs.
         """
-        columns = set(available)
+        withheld = dict(withheld or {})
+        columns = set(available) - set(withheld)
         reasons: dict[str, str | None] = {}  # name -> None if computable, else the reason
 
         def check(name: str) -> str | None:
@@ -199,6 +203,9 @@ class FeatureRegistry:
                     if why is not None:
                         reason = f"needs feature {dep!r}, which is skipped: {why}"
                         break
+                elif dep in withheld:
+                    reason = f"input column {dep!r} is withheld: {withheld[dep]}"
+                    break
                 elif dep.startswith(LABEL_PREFIX):
                     reason = f"needs regime labels ({dep[len(LABEL_PREFIX):]!r}); none were given"
                     break
