@@ -13,6 +13,9 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+    reference__<name>      optional positions of a reference that is not a strategy (the fixture's
+                           oracle, evaluation.oracle): scored on the same rows as the strategies,
+                           and kept out of every ranking, trial count, paired comparison and gate
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ FORECAST = "forecast__"
 SIGNAL = "signal__"
 TARGET = "target__"
 REGIME = "regime__"
+REFERENCE = "reference__"
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:
     """The strategy names of the `position__<strategy>` columns, in column order."""
     return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
+
+
+def references_of(predictions: pd.DataFrame) -> list[str]:
+    """The names of the `reference__<name>` columns (positions that are references, not strategies)."""
+    return [c[len(REFERENCE):] for c in predictions.columns if c.startswith(REFERENCE)]
 
 
 def signals_of(predictions: pd.DataFrame) -> list[str]:
