@@ -14,7 +14,10 @@ Metrics:
 - the position head's equal-weight portfolio over symbols: per-bar net PnL through
   `evaluation.backtest.portfolio_pnl` (objectives.pnl: next-bar fills, trading and holding costs),
   annualised Sharpe net and gross, turnover, and the net Sharpe of sign(forecast_1) as a reference
-  for the forecast alone. A bar without a window (the segment's first window-1 bars) is held flat.
+  for the forecast alone. A bar without a window (the segment's first window-1 bars) is held flat;
+- on a fixture (given the oracle's positions, `synthetic.fixture.oracle_reference`): the oracle's net
+  Sharpe on exactly the same windows' bars (`oracle_sharpe_net`, same arithmetic) and the position
+  head's `share_of_oracle` (sharpe_net / oracle_sharpe_net).
 
 `baseline_metrics` scores the one set of baselines (evaluation/baselines.py), fitted on the split's
 own segments, on exactly the model's rows, with the same IC and portfolio arithmetic.
@@ -80,8 +83,10 @@ def signal_metrics(forecast: pd.DataFrame, targets: pd.DataFrame, next_return: p
     return out
 
 
-def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float) -> dict[str, float]:
-    """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment."""
+def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float,
+                    oracle: pd.Series | None = None) -> dict[str, float]:
+    """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment; with
+    `oracle` (positions on the panel's index), the oracle's net Sharpe on the same rows and the share."""
     f = pred.frame
     H = sum(c.startswith("forecast_") for c in f.columns)
     out: dict[str, float] = {"loss": pred.loss, **{f"loss_{k}": v for k, v in pred.parts.items()}}
@@ -96,6 +101,10 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     out["turnover"] = float(M.turnover(f["position"].unstack("symbol").sort_index().fillna(0.0)).mean())
     out["exposure"] = float(f["position"].abs().mean())
     out["windows"] = float(len(f))
+    if oracle is not None:
+        out["oracle_sharpe_net"] = _sharpe(portfolio_pnl(oracle.reindex(f.index).fillna(0.0), f["next_return"], costs),
+                                           periods_per_year)
+        out["share_of_oracle"] = out["sharpe_net"] / out["oracle_sharpe_net"]
     return out
 
 

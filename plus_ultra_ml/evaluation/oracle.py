@@ -78,7 +78,7 @@ class OracleRule:
         return cls(**{k: float(v) for k, v in values.items()})
 
 
-@numba.njit(nogil=True, error_model="numpy", cache=False)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _positions(mu, sigma, rho, gamma, trade, hold, limit, previous, out):  # pragma: no cover - numba
     # mu, sigma, out: (T, N); previous: (N,) the position before the first bar.
     T, N = mu.shape
