@@ -271,3 +271,14 @@ def test_report_scores_the_oracle_on_exactly_its_rows(tmp_path):
     assert build_report(early, COSTS, periods_per_year=ppy).references.loc[("all", "oracle"), "sharpe"] == \
         pytest.approx(expected(early), rel=1e-9)
     assert "share_of_oracle" in set(full.metrics_table()["metric"])
+
+    # the held-out tail metrics read the same-bars oracle on exactly the model's windows
+    from plus_ultra_ml.evaluation.heldout import SegmentPredictions, heldout_metrics
+
+    windows = pd.DataFrame({"forecast_1": panel["ind__alt_0"], "target_1": np.log1p(next_return),
+                            "position": np.sign(panel["ind__alt_0"]) * 0.5, "next_return": next_return},
+                           index=panel.index).reindex(half.index)
+    scores = heldout_metrics(SegmentPredictions(windows, 0.0, {}, "test"), COSTS, ppy, oracle)
+    assert scores["oracle_sharpe_net"] == pytest.approx(expected(half), rel=1e-9)
+    assert scores["share_of_oracle"] == pytest.approx(scores["sharpe_net"] / expected(half), rel=1e-9)
+    assert "oracle_sharpe_net" not in heldout_metrics(SegmentPredictions(windows, 0.0, {}, "test"), COSTS, ppy)
