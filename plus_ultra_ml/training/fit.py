@@ -46,9 +46,9 @@ from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import Split, build_targets
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation.heldout import baseline_metrics, heldout_metrics, segment_periods_per_year
-from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
+from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.threads import torch_threads
 from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
 from plus_ultra_ml.training.datamodule import WindowDataModule
