@@ -220,6 +220,8 @@ def test_without_costs_the_rule_is_the_sharpe_optimal_target_and_the_band_holds_
     assert turnover["dear"] < turnover["cheap"]  # dearer trading: a wider band, less trading
     capped = oracle_positions(mu, sigma, free, OracleRule(correlation=0.3, risk_aversion=1.0))
     assert np.abs(capped).max() == pytest.approx(1.0)  # the backtester's position limit
+    held = oracle_positions(mu, sigma, CostConfig(holding_bps=2.0), rule)  # 2 bps a bar: more than any mu here
+    assert np.abs(mu).max() < 2e-4 and (held == 0).all()
 
 
 def test_unknown_truth_is_flat_and_bad_rules_are_refused():
