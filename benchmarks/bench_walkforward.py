@@ -17,9 +17,10 @@ fixture
     preset's `walkforward:` folds (3 folds of 1,500 bars), `--seeds` models per fold (the report
     averages their positions' returns; the per-seed table gives mean and std). Two reference rows
     that are not strategies anyone could trade are added: `forecast_sign` (sign of the model's own
-    1-bar forecast, which separates a good forecast from a poor position head) and `oracle`
-    (sign of the generator's `truth_oracle`, evaluation-only, on exactly the same bars). The ratio
-    of each of our strategies' net Sharpe to the stored oracle net Sharpe (fixture_truth) is printed.
+    1-bar forecast, which separates a good forecast from a poor position head) and the reference
+    `sign_oracle` (sign of the generator's `truth_oracle`, the oracle of fixture format 1). The
+    report's own same-bars oracle (evaluation.oracle, joined by run_fold) gives each strategy's
+    share of the oracle on exactly the scored bars (the `share` column).
 
     --dev: the development folds used to choose settings. The data is cut at the first evaluated
     fold's data cutoff (the end of its validation segment; the earlier of the requested plan's and
@@ -59,7 +60,7 @@ from bench_supervised_ic import fixture_database
 from bench_supervised_ic import quiet as quiet_training
 from plus_ultra_ml.config import ExperimentConfig, load_config
 from plus_ultra_ml.data.training_data import TrainingData
-from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION
+from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, REFERENCE
 from plus_ultra_ml.evaluation.report import build_report, write_report
 from plus_ultra_ml.evaluation.walkforward import plan_folds
 from plus_ultra_ml.experiments.dataset import load_training_data
@@ -94,13 +95,13 @@ def truncate(data: TrainingData, last: pd.Timestamp) -> TrainingData:
 
 
 def with_references(predictions: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
-    """Add `forecast_sign` (sign of the model's 1-bar forecast) and, on the fixture, `oracle`."""
+    """Add `forecast_sign` (sign of the model's 1-bar forecast) and, on the fixture, the reference `sign_oracle`."""
     frame = predictions.copy()
     if f"{FORECAST}h1" in frame:
         frame[POSITION + "forecast_sign"] = np.sign(frame[f"{FORECAST}h1"].to_numpy())
     column = f"ind__{ORACLE_INDICATOR}"
     if column in panel.columns:
-        frame[POSITION + "oracle"] = np.sign(panel[column].reindex(frame.index).to_numpy())
+        frame[REFERENCE + "sign_oracle"] = np.sign(panel[column].reindex(frame.index).to_numpy())
     return frame
 
 
@@ -108,8 +109,7 @@ def fmt(value: float, digits: int = 2) -> str:
     return "nan" if not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe: float | None,
-                 out: Path | None = None) -> pd.DataFrame:
+def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, out: Path | None = None) -> pd.DataFrame:
     report = build_report(predictions, cfg.costs, title="walk-forward")
     if out is not None:  # the predictions and the report, so tables can be re-derived without a rerun
         out.mkdir(parents=True, exist_ok=True)
@@ -117,12 +117,13 @@ def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe
         written = write_report(report, out / "report.md")
         print(f"wrote {out / 'predictions.parquet'} and {', '.join(str(p) for p in written)}")
     overall = report.overall
-    print(f"\n{report.notes[0]}")
+    share = "share_of_oracle" in overall
+    print("\n" + "\n".join(report.notes))
     print("| strategy | net Sharpe | 95% CI | total return | max drawdown | turnover | exposure |"
-          + (" / oracle |" if oracle_sharpe else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if oracle_sharpe else ""))
+          + (" share of oracle |" if share else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if share else ""))
     for name, row in overall.sort_values("sharpe", ascending=False).iterrows():
-        ratio = f" {fmt(row['sharpe'] / oracle_sharpe)} |" if oracle_sharpe else ""
+        ratio = f" {fmt(row['share_of_oracle'])} |" if share else ""
         print(f"| {name} | {fmt(row['sharpe'])} | [{fmt(row['sharpe_low'])}, {fmt(row['sharpe_high'])}] | "
               f"{fmt(100 * row['total_return'], 1)}% | {fmt(100 * row['max_drawdown'], 1)}% | "
               f"{fmt(row['turnover'], 3)} | {fmt(row['exposure'], 2)} |{ratio}")
@@ -135,6 +136,9 @@ def print_report(predictions: pd.DataFrame, cfg: ExperimentConfig, oracle_sharpe
     if not report.ppo_selection.empty:
         print("\nPPO selection (rl.selection, validation only; test: selected / head / PPO's own):")
         print(report.ppo_selection.round(3).to_string())
+    if not report.references.empty:
+        print("\nreferences on the same bars (not strategies):")
+        print(report.references.round(2).to_string())
     if not report.ic.empty:
         print("\nsignal quality of the model's forecast:")
         print(report.ic.round(4).to_string())
@@ -193,7 +197,7 @@ def fixture(args: argparse.Namespace) -> None:
         folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
         label = f"development (data cut at {data.features.index.get_level_values('timestamp').max()})"
     print(f"fixture {db}: {len(data.features):,} rows x {data.features.shape[1]} features "
-          f"({time.perf_counter() - t0:.0f} s); oracle net Sharpe (fixture_truth) {truth.oracle_sharpe_net:.2f}, "
+          f"({time.perf_counter() - t0:.0f} s); oracle net Sharpe over the whole fixture (fixture_truth) {truth.oracle_sharpe_net:.2f}, "
           f"IC {truth.oracle_ic:.4f}")
     print(f"preset {args.config} {' '.join(args.overrides)}; seeds {args.seeds}; PPO {cfg.walkforward.ppo}")
     print(f"{label} folds: " + ", ".join(f"{f.name} (test {f.split.bounds['test'][0]:%Y-%m-%d %H:%M} .. "
@@ -203,14 +207,14 @@ def fixture(args: argparse.Namespace) -> None:
         predictions, results = run(cfg, data, folds, Path(root))
         print(f"walk-forward: {time.perf_counter() - t0:.0f} s wall")
     print_validation(results)
-    overall = print_report(with_references(predictions, data.panel), cfg, truth.oracle_sharpe_net, args.out)
+    overall = print_report(with_references(predictions, data.panel), cfg, args.out)
     ours = [s for s in ("model", "ppo") if s in overall.index]
-    baselines = [s for s in overall.index if s not in (*ours, "forecast", "forecast_sign", "oracle")]
+    baselines = [s for s in overall.index if s not in (*ours, "forecast", "forecast_sign")]
     best_baseline = overall.loc[baselines, "sharpe"].max()
     for name in ours:
         sharpe = overall.loc[name, "sharpe"]
-        print(f"{name}: net Sharpe {sharpe:.2f} = {sharpe / truth.oracle_sharpe_net:.0%} of the stored oracle's "
-              f"{truth.oracle_sharpe_net:.2f}; best baseline {best_baseline:.2f} "
+        share = overall.loc[name, "share_of_oracle"] if "share_of_oracle" in overall else float("nan")
+        print(f"{name}: net Sharpe {sharpe:.2f} = {share:.0%} of the same-bars oracle; best baseline {best_baseline:.2f} "
               f"({overall.loc[baselines, 'sharpe'].idxmax()}); beats every baseline: {bool(sharpe > best_baseline)}")
 
 
@@ -231,7 +235,7 @@ def sp500(args: argparse.Namespace) -> None:
         predictions, results = run(cfg, data, folds, Path(root))
         print(f"walk-forward: {time.perf_counter() - t0:.0f} s wall")
     print_validation(results)
-    print_report(with_references(predictions, data.panel), cfg, None, args.out)
+    print_report(with_references(predictions, data.panel), cfg, args.out)
 
 
 def main() -> None:

@@ -65,7 +65,10 @@ def fixture(
     table.add_row("alt IC (pooled)", ", ".join(f"{k} {v:.4f}" for k, v in truth.alt_ic.items()))
     costs = truth.costs
     cost_text = f"{costs['transaction_bps'] + costs['slippage_bps']:g} bps/turnover, {costs['holding_bps']:g} bps/bar held"
-    table.add_row("oracle Sharpe gross / net", f"{truth.oracle_sharpe_gross:.2f} / {truth.oracle_sharpe_net:.2f} ({cost_text})")
+    table.add_row("oracle Sharpe gross / net", f"{truth.oracle_sharpe_gross:.2f} / {truth.oracle_sharpe_net:.2f} ({cost_text}; "
+                  "best policy given the true mu, sigma and costs)")
+    table.add_row("sign(mu) rule Sharpe gross / net", f"{truth.sign_oracle_sharpe_gross:.2f} / "
+                  f"{truth.sign_oracle_sharpe_net:.2f} (the format-1 oracle, for comparison)")
     table.add_row("seed", str(cfg.seed))
     table.add_row("built in", f"{elapsed:.2f} s")
     console.print(table)

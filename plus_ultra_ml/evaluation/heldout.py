@@ -17,6 +17,9 @@ Metrics:
   forecast turned into positions by `evaluation.baselines.ForecastPositions` fitted on the training
   segment's forecasts only (the walk-forward `forecast` strategy), which separates a good forecast
   from a poor position head. A bar without a window (the segment's first window-1 bars) is held flat.
+- on a fixture (given the oracle's positions, `synthetic.fixture.oracle_reference`): the oracle's net
+  Sharpe on exactly the same windows' bars (`oracle_sharpe_net`, same arithmetic) and the position
+  head's `share_of_oracle` (sharpe_net / oracle_sharpe_net).
 
 `baseline_metrics` scores the one set of baselines (evaluation/baselines.py), fitted on the split's
 own segments, on exactly the model's rows, with the same IC and portfolio arithmetic.
@@ -104,9 +107,10 @@ def forecast_positions(frame: pd.DataFrame, train_forecast: np.ndarray) -> pd.Se
 
 
 def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_year: float,
-                    train_forecast: np.ndarray | None = None) -> dict[str, float]:
+                    train_forecast: np.ndarray | None = None, *, oracle: pd.Series | None = None) -> dict[str, float]:
     """Loss, IC by horizon and the position head's net/gross Sharpe on the predicted segment; with
-    `train_forecast` (forecast_1 on the training windows), also `forecast_sharpe_net` (module docstring)."""
+    `train_forecast` (forecast_1 on the training windows), also `forecast_sharpe_net`; with `oracle`
+    (positions on the panel's index), the oracle's net Sharpe on the same rows and the share (module docstring)."""
     f = pred.frame
     H = sum(c.startswith("forecast_") for c in f.columns)
     out: dict[str, float] = {"loss": pred.loss, **{f"loss_{k}": v for k, v in pred.parts.items()}}
@@ -122,6 +126,10 @@ def heldout_metrics(pred: SegmentPredictions, costs: CostConfig, periods_per_yea
     out["turnover"] = float(M.turnover(f["position"].unstack("symbol").sort_index().fillna(0.0)).mean())
     out["exposure"] = float(f["position"].abs().mean())
     out["windows"] = float(len(f))
+    if oracle is not None:
+        out["oracle_sharpe_net"] = _sharpe(portfolio_pnl(oracle.reindex(f.index).fillna(0.0), f["next_return"], costs),
+                                           periods_per_year)
+        out["share_of_oracle"] = out["sharpe_net"] / out["oracle_sharpe_net"]
     return out
 
 

@@ -13,6 +13,9 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+    reference__<name>      optional positions of a reference that is not a strategy (the fixture's
+                           oracle, evaluation.oracle): scored on the same rows as the strategies,
+                           and kept out of every ranking, trial count, paired comparison and gate
     raw__ppo, ppo_kept     optional, walk-forward folds with PPO: PPO's own positions and whether the
                            validation-only selection (rl/select.py) kept them (1) or the supervised
                            head (0); position__ppo is the selected policy's. Not a strategy: only the
@@ -37,11 +40,17 @@ REGIME = "regime__"
 PERIODS_PER_YEAR = "periods_per_year"  # predictions.attrs key: the panel calendars' bars per year
 RAW = "raw__"  # a strategy's positions before a selection replaced them (raw__ppo)
 PPO_KEPT = "ppo_kept"
+REFERENCE = "reference__"
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:
     """The strategy names of the `position__<strategy>` columns, in column order."""
     return [c[len(POSITION):] for c in predictions.columns if c.startswith(POSITION)]
+
+
+def references_of(predictions: pd.DataFrame) -> list[str]:
+    """The names of the `reference__<name>` columns (positions that are references, not strategies)."""
+    return [c[len(REFERENCE):] for c in predictions.columns if c.startswith(REFERENCE)]
 
 
 def signals_of(predictions: pd.DataFrame) -> list[str]:

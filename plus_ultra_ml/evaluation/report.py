@@ -15,6 +15,13 @@ of every strategy with a forecast (the model's forecast__h1, each signal__<strat
 realised next-bar log return target__h1, on the same rows. Paired comparisons (`Report.paired`): the
 model minus every other strategy, on the same bars, in net Sharpe and in pooled IC, with a 95%
 stationary block-bootstrap interval in which both strategies resample the same blocks of bars.
+
+References (`Report.references`): positions in ``reference__<name>`` columns (on a fixture, the
+oracle of `evaluation.oracle`: the best policy given the generator's true expected returns,
+volatility and these costs) are scored by the same arithmetic on exactly the rows scored, and each
+strategy's ``share_of_oracle`` (its net Sharpe / the oracle's on the same bars, overall and per
+fold) is given. A reference is not a strategy: it is not a row of `overall`, and is left out of
+the trial count, the paired comparisons and everything the promotion gate reads.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_ye
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
-from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REGIME, SIGNAL,
-                                                   TARGET, signals_of, strategies_of, with_defaults)
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
+                                                   SIGNAL, TARGET, references_of, signals_of, strategies_of,
+                                                   with_defaults)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ HEADLINE = ["sharpe", "sharpe_low", "sharpe_high", "total_return", "cagr", "annu
             "sortino", "calmar", "hit_rate", "turnover", "exposure"]
 MODEL = "model"  # the strategy the paired comparisons are made against
 BOOTSTRAP_RESAMPLES = 500
+ORACLE = "oracle"  # the reference whose Sharpe each strategy's share_of_oracle divides by
 
 
 def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
@@ -85,6 +94,7 @@ class Report:
     strategy_ic: pd.DataFrame = field(default_factory=pd.DataFrame)  # strategy x IC metrics (h1), forecasters only
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # other strategy x model-minus-it differences
     ppo_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold, seed) x PPO kept?, test cost/gain
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold or "all", reference) x sharpe, interval, bars
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -100,6 +110,8 @@ class Report:
                  for s, row in self.paired.iterrows() for m, v in row.items()]
         rows += [{"scope": "ppo_selection", "fold": str(f), "strategy": "ppo", "metric": f"seed{sd}:{m}",
                   "value": float(v)} for (f, sd), row in self.ppo_selection.iterrows() for m, v in row.items()]
+        rows += [{"scope": "reference", "fold": f, "strategy": s, "metric": m, "value": float(v)}
+                 for (f, s), row in self.references.iterrows() for m, v in row.items()]
         return pd.DataFrame(rows)
 
 
@@ -157,12 +169,43 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                                                                                     "max_drawdown", "hit_rate"]]
     per_fold_frame = pd.DataFrame(per_fold).T
     per_fold_frame.index.names = ["fold", "strategy"]
+    references = _references(frame, costs, ppy, seed)
+    if not references.empty and ORACLE in references.index.get_level_values("reference"):
+        oracle = references.xs(ORACLE, level="reference")["sharpe"]
+        overall["share_of_oracle"] = overall["sharpe"] / oracle["all"]
+        folds = per_fold_frame.index.get_level_values("fold")
+        per_fold_frame["share_of_oracle"] = per_fold_frame["sharpe"].to_numpy() / oracle.reindex(folds).to_numpy()
+        notes.append(f"oracle (the fixture's best policy given the true expected returns, volatility and these costs; "
+                     f"a reference, not a strategy): net Sharpe {oracle['all']:.2f} on exactly these bars; "
+                     "share_of_oracle = net Sharpe / the oracle's on the same bars.")
     per_seed = _per_seed(frame, costs, strategies, ppy)
     forecasts, target = _strategy_forecasts(frame)
     return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
-                  paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy))
+                  paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy),
+                  references=references)
+
+
+def _references(frame: pd.DataFrame, costs: CostConfig, ppy: float, seed: int) -> pd.DataFrame:
+    """Net Sharpe (with its interval) and bars of every reference column, overall ("all") and per fold,
+    on exactly the rows of `frame`, through the strategies' own accounting (`portfolio_returns`)."""
+    names = references_of(frame)
+    if not names:
+        return pd.DataFrame()
+    as_strategies = frame.drop(columns=[c for c in frame.columns if c.startswith(POSITION)]).rename(
+        columns={REFERENCE + n: POSITION + n for n in names})
+    rows = {}
+    parts = [("all", as_strategies), *as_strategies.groupby("fold", sort=True)]
+    for fold, part in parts:
+        returns = portfolio_returns(part, costs)
+        for name in names:
+            summary = _summary(returns[name], None, ppy, None, seed)
+            rows[(fold, name)] = {"sharpe": summary["sharpe"], "sharpe_low": summary["sharpe_low"],
+                                  "sharpe_high": summary["sharpe_high"], "bars": float(returns[name].notna().sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["fold", "reference"])
+    return table
 
 
 def _per_seed(frame: pd.DataFrame, costs: CostConfig, strategies: list[str], ppy: float) -> pd.DataFrame:
@@ -354,6 +397,9 @@ def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
         sections.append(("Signal quality by horizon", report.ic))
     if not report.strategy_ic.empty:
         sections.append(("Signal quality by strategy (forecast against the next-bar log return)", report.strategy_ic))
+    if not report.references.empty:
+        sections.append(("References on the same bars (not strategies: out of every ranking and comparison)",
+                         report.references))
     if not report.paired.empty:
         sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals)",
                          report.paired))

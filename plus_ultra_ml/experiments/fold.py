@@ -11,6 +11,8 @@ from a checkpoint whose data cutoff is not after the fold's validation end (chec
 `checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
 segments. Everything is scored on the test window only, on the bars every strategy has a
 prediction for, in the predictions-frame format of `evaluation.predictions` (one row per (symbol, bar)).
+On a fixture database the oracle's positions (`synthetic.fixture.oracle_reference`) join the same
+rows as ``reference__oracle``, so the report gives every strategy's share of the same-bars oracle.
 
 `run_walkforward` is the whole evaluation line without Dagster (`plus-ultra walkforward`, the
 benchmarks): the folds of `plan_folds`, one `run_fold` each, in order, concatenated into one
@@ -34,9 +36,11 @@ from plus_ultra_ml.data.calendar import panel_periods_per_year
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
-from plus_ultra_ml.evaluation.predictions import FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REGIME, SIGNAL, TARGET
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
+                                                   SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
+from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
 logger = logging.getLogger(__name__)
@@ -131,6 +135,9 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
         if result.forecast is not None:  # the forecast behind the position, scored by IC in the report
             predictions[SIGNAL + name] = result.forecast.reindex(predictions.index).to_numpy()
     predictions["next_return"] = targets.next_return.reindex(predictions.index).to_numpy()
+    oracle = oracle_reference(data.panel, data.db_path, cfg.costs)  # None unless the database is a fixture
+    if oracle is not None:  # a reference on the same rows, not a strategy (evaluation.oracle)
+        predictions[REFERENCE + "oracle"] = oracle.reindex(predictions.index).to_numpy()
     if regimes is not None:
         for column in regimes.columns:
             predictions[REGIME + str(column)] = regimes[column].astype("string").reindex(predictions.index).to_numpy()

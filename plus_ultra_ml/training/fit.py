@@ -49,6 +49,7 @@ from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation.heldout import baseline_metrics, heldout_metrics, segment_periods_per_year
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
 from plus_ultra_ml.models.registry import build_from_config
+from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.threads import torch_threads
 from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
 from plus_ultra_ml.training.datamodule import WindowDataModule
@@ -400,10 +401,15 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
     metrics.update({f"val_{k}": v for k, v in validation.items()})
     if "test" in dm.data.ends and len(dm.data.ends["test"]):
         test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
-        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy, train_forecast).items()})
+        oracle = oracle_reference(data.panel, data.db_path, cfg.costs)  # None unless the database is a fixture
+        metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy, train_forecast,
+                                                                    oracle=oracle).items()})
         baselines = baseline_metrics(test.frame, data.panel, data.features, dm.targets, dm.split, "test", cfg.costs,
                                      ppy, seed=cfg.seed, config=cfg.baselines)
         metrics.update({f"baseline_{k}": v for k, v in baselines.items()})
+        if oracle is not None:  # each baseline's share of the same-bars oracle (same windows as the model)
+            metrics.update({f"baseline_{k[:-len('sharpe_net')]}share_of_oracle": v / metrics["test_oracle_sharpe_net"]
+                            for k, v in baselines.items() if k.endswith("_sharpe_net")})
     params = sum(p.numel() for p in module.net.parameters())
     lineage = _lineage("supervised", cfg, data, run, parent or None, run_ids, metrics, params)
     path = write_checkpoint(run_dir / ARTIFACT, kind="supervised", net=module.net, feature_names=dm.feature_names,

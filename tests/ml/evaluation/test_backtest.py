@@ -305,11 +305,17 @@ def test_oracle_on_the_fixture_scores_the_sharpe_its_truth_table_records(tmp_pat
     from plus_ultra_ml.data.store import load_panel
     from plus_ultra_ml.synthetic.fixture import build_fixture
 
+    from plus_ultra_ml.evaluation.oracle import panel_oracle_positions
+
     truth = build_fixture(tmp_path / "fixture.db", FixtureConfig(rows=1000))
     panel = load_panel(tmp_path / "fixture.db")
-    result = run_backtest(np.sign(panel["ind__truth_oracle"]), panel, CostConfig())
+    result = run_backtest(panel_oracle_positions(panel, CostConfig(), truth.rule), panel, CostConfig())
     assert metrics.sharpe_ratio(result.portfolio_returns, result.periods_per_year) == pytest.approx(
         truth.oracle_sharpe_net, rel=1e-9
+    )
+    signs = run_backtest(np.sign(panel["ind__truth_oracle"]), panel, CostConfig())
+    assert metrics.sharpe_ratio(signs.portfolio_returns, signs.periods_per_year) == pytest.approx(
+        truth.sign_oracle_sharpe_net, rel=1e-9
     )
     table = result.by_regime(label_regimes(panel, RegimeConfig(min_history=100)))
     for regime in ("volatility", "liquidity", "trend"):

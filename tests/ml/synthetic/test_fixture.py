@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import sqlite3
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from plus_ultra_ml.config import CostConfig, FixtureConfig
 from plus_ultra_ml.data.calendar import periods_per_year
 from plus_ultra_ml.data.schema import PanelSchema
+from plus_ultra_ml.evaluation.oracle import oracle_positions
 from plus_ultra_ml.synthetic import fixture as fixture_module
 from plus_ultra_ml.synthetic.fixture import (
     ORACLE_INDICATOR,
@@ -65,7 +67,7 @@ def test_tables_timestamps_and_assets(default_fixture):
         stamps = [row[0] for row in connection.execute("SELECT DISTINCT timestamp FROM series ORDER BY timestamp")]
     assert assets == list(cfg.symbols)
     assert counts == {symbol: cfg.rows for symbol in cfg.symbols}
-    assert names == ["alt_0", "alt_1", "truth_oracle", "truth_trend_regime", "truth_vol_regime"]
+    assert names == ["alt_0", "alt_1", "truth_oracle", "truth_sigma", "truth_trend_regime", "truth_vol_regime"]
     assert first == "2020-01-01T00:00:00Z"
     grid = pd.to_datetime(stamps, format="%Y-%m-%dT%H:%M:%SZ", utc=True)
     assert (np.diff(grid.asi8) == pd.Timedelta("15min").value).all()  # regular 24/7 grid
@@ -172,16 +174,31 @@ def test_stored_truth_matches_an_independent_recomputation(default_fixture, defa
     assert stored.alt_ic["alt_0"] == pytest.approx(pearson(wide(default_panel, "ind__alt_0"), forward), rel=1e-9)
 
     costs = CostConfig()
-    turnover = held.diff().abs().fillna(held.abs().iloc[0])  # p[-1] = 0
-    gross = (held * forward).mean(axis=1)
-    net = (held * forward - (costs.transaction_bps + costs.slippage_bps) * 1e-4 * turnover
-           - costs.holding_bps * 1e-4 * held.abs()).mean(axis=1)
     bars_per_year = periods_per_year(close.index)
     assert stored.bars_per_year == pytest.approx(bars_per_year)
     annualise = math.sqrt(bars_per_year)
-    assert stored.oracle_sharpe_gross == pytest.approx(gross.mean() / gross.std() * annualise, rel=1e-9)
-    assert stored.oracle_sharpe_net == pytest.approx(net.mean() / net.std() * annualise, rel=1e-9)
+
+    def sharpes(held: pd.DataFrame) -> tuple[float, float]:  # pandas arithmetic, not objectives/pnl.py
+        turnover = held.diff().abs().fillna(held.abs().iloc[0])  # p[-1] = 0
+        gross = (held * forward).mean(axis=1)
+        net = (held * forward - (costs.transaction_bps + costs.slippage_bps) * 1e-4 * turnover
+               - costs.holding_bps * 1e-4 * held.abs()).mean(axis=1)
+        return gross.mean() / gross.std() * annualise, net.mean() / net.std() * annualise
+
+    sign_gross, sign_net = sharpes(held)
+    assert stored.sign_oracle_sharpe_gross == pytest.approx(sign_gross, rel=1e-9)
+    assert stored.sign_oracle_sharpe_net == pytest.approx(sign_net, rel=1e-9)
+    # the oracle rule, recomputed from the stored indicators and rule alone (on any bars: here all of them)
+    sigma = wide(default_panel, "ind__truth_sigma")
+    rule = stored.rule
+    assert rule.correlation == FixtureConfig().market_correlation
+    positions = oracle_positions(oracle.to_numpy(), sigma.to_numpy(), costs, rule)
+    assert np.abs(positions).max() <= rule.position_limit
+    gross, net = sharpes(pd.DataFrame(positions, index=oracle.index, columns=oracle.columns).iloc[:-1])
+    assert stored.oracle_sharpe_gross == pytest.approx(gross, rel=1e-9)
+    assert stored.oracle_sharpe_net == pytest.approx(net, rel=1e-9)
     assert stored.oracle_sharpe_gross > stored.oracle_sharpe_net > 0
+    assert stored.oracle_sharpe_net > 1.5 * stored.sign_oracle_sharpe_net  # sizing and the band pay (30.1 vs 15.2)
     assert stored.costs == costs.model_dump()
     assert stored.seed == FixtureConfig().seed
     assert stored.parameters["alt_ic"] == FixtureConfig().alt_ic
@@ -192,6 +209,7 @@ def test_truth_table_is_key_value_json(default_fixture):
         rows = dict(connection.execute("SELECT key, value FROM fixture_truth"))
     assert set(rows) == set(fixture_module.TRUTH_KEYS)
     assert float(rows["oracle_sharpe_net"]) == pytest.approx(default_fixture[1].oracle_sharpe_net)
+    assert json.loads(rows["oracle_rule"]) == default_fixture[1].rule.to_dict()
 
 
 # --------------------------------------------------------------------------------------------
