@@ -55,6 +55,7 @@ $(STAMP_RUN): $(BIN)/python pyproject.toml $(LOCK)
 # tests also get the images' deployment extras, so the suite runs in what the images ship
 $(STAMP_TEST): $(STAMP_RUN)
 	$(BIN)/pip install --quiet $(CONSTRAIN) --no-build-isolation -e ".[test,deploy]"
+	$(BIN)/pip install --quiet $(CONSTRAIN) --no-deps $(DATA_SAMPLES)
 	rm -f $(VENV)/.installed-test-* && touch $@
 
 # The lock: every runtime, test and deploy dependency and the build backend, for Python 3.11 on
@@ -63,12 +64,19 @@ $(STAMP_TEST): $(STAMP_RUN)
 LOCK_VENV := $(VENV)-lock
 LOCK_ARGS := --quiet --allow-unsafe --strip-extras --all-build-deps --extra test --extra deploy \
 	--no-emit-index-url --no-emit-find-links --constraint <(echo "torch==2.13.0")
+# Data samples are packages the tests read files from and never import (skfolio's S&P 500 closes for
+# benchmarks/bench_real.py). They are installed with --no-deps and pinned at the end of the lock by
+# hand, because their own requirements cannot be co-resolved (skfolio needs plotly>=6, vectorbt <6).
+DATA_SAMPLES := skfolio
+DATA_SAMPLE_PINS := skfolio==1.12.2
 lock lock-upgrade: LOCK := requirements.lock
 lock lock-upgrade:
 	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet "$(PIP_TOOLS)"; }
 	CUSTOM_COMPILE_COMMAND="make $@" $(LOCK_VENV)/bin/pip-compile $(LOCK_ARGS) $(if $(filter lock-upgrade,$@),--upgrade) \
 		--output-file $(LOCK) pyproject.toml
 	sed -i -E 's/^(torch==[^+ ]+)\+[a-z0-9.]+/\1/' $(LOCK)
+	printf '%s\n' "# data samples, installed with --no-deps (Makefile DATA_SAMPLES; their requirements are not locked)" \
+		$(foreach pin,$(DATA_SAMPLE_PINS),"$(pin)") >> $(LOCK)
 
 setup: $(STAMP_RUN)
 setup-test: $(STAMP_TEST)

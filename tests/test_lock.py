@@ -22,6 +22,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # a CUDA build of torch brings its own wheels (nvidia-*, triton); the lock is for the CPU build
 BUILD_SPECIFIC = {"torch"}
 REFRESH = "refresh the lock with `make lock` (README: Dependencies)"
+# packages the tests read data files from and never import, installed with --no-deps (Makefile DATA_SAMPLES)
+DATA_SAMPLES = set(re.search(r"^DATA_SAMPLES := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split())
 
 
 def read_lock(text: str) -> dict[str, Version]:
@@ -77,7 +79,7 @@ def test_lock_is_closed_over_the_installed_packages(pins):
     """Every requirement of every locked package that is installed is itself locked."""
     checked = 0
     for name in pins:
-        if name in BUILD_SPECIFIC:
+        if name in BUILD_SPECIFIC or name in DATA_SAMPLES:
             continue
         try:
             requires = distribution(name).requires or []
@@ -107,6 +109,18 @@ def test_installed_environment_is_the_lock(pins):
     needed = {canonicalize_name(r.name) for where, r in declared()
               if where in ("dependencies", "optional-dependencies.test")}
     assert needed <= set(installed), f"not installed: {sorted(needed - set(installed))}"
+
+
+def test_data_samples_are_pinned_and_never_imported(pins):
+    """A data sample is pinned like everything else, but its requirements are not (they need not
+    co-resolve), so no code may import it: the project reads its files through package metadata."""
+    assert DATA_SAMPLES == {"skfolio"}
+    for name in DATA_SAMPLES:
+        assert canonicalize_name(name) in pins, f"requirements.lock has no pin for the data sample {name}: {REFRESH}"
+    sources = [p for folder in ("plus_ultra_ml", "plus_ultra_assets", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+    importing = [str(p.relative_to(ROOT)) for p in sources for name in DATA_SAMPLES
+                 if re.search(rf"^\s*(import|from)\s+{name}\b", p.read_text(), re.M)]
+    assert not importing, f"these import a data sample, whose requirements are not installed: {importing}"
 
 
 def test_read_lock_rejects_what_is_not_a_pin():
