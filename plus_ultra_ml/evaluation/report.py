@@ -236,7 +236,7 @@ def _ppo_selection(frame: pd.DataFrame, costs: CostConfig, ppy: float) -> pd.Dat
                 "always_ppo_gain_bps": float((r["ppo"] - r["head"]).mean() * 1e4)}
 
     legs[PPO_KEPT] = frame[PPO_KEPT]
-    rows = {key: row(part) for key, part in legs.groupby(["fold", "seed"], sort=True)}
+    rows = {(str(fold), str(seed)): row(part) for (fold, seed), part in legs.groupby(["fold", "seed"], sort=True)}
     rows[("all", "all")] = row(legs)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["fold", "seed"]
