@@ -5,8 +5,9 @@ own purged segments, predicts its test window and stores the out-of-sample predi
 PPO and baselines, in the report format) as parquet (the frame `plus-ultra walkforward` keeps in
 <out>/folds/<fold>/predictions.parquet), with the fold config hash and data fingerprint its manifest
 records (experiments/fold_files.py) as metadata; checkpoints with lineage go under
-checkpoints/walkforward/<fold>/. `walkforward_report` reads the folds that are materialised and
-writes HTML + Markdown + a metrics parquet under reports/walkforward/.
+checkpoints/walkforward/<fold>/. `walkforward_report` reads the materialised folds of the current plan
+(a fold of another database or plan is left out; one materialised from other data or config is an
+error naming it) and writes HTML + Markdown + a metrics parquet under reports/walkforward/.
 """
 
 from pathlib import Path
@@ -71,17 +72,36 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
     deps=[FOLD_ASSET],
     group_name=GROUP,
     kinds={"html", "parquet", "duckdb"},
-    description="Every materialised fold on one out-of-sample path: per-fold and overall metrics (bootstrap "
-    "intervals) for the model, PPO and baselines, per regime, IC decay, seeds; HTML + Markdown + parquet.",
+    description="The materialised folds of the current plan on one out-of-sample path: per-fold and overall "
+    "metrics (bootstrap intervals) for the model, PPO and baselines, per regime, IC decay, seeds; HTML + Markdown "
+    "+ parquet. Folds of another database or walk-forward plan are left out; a fold materialised from other "
+    "data or config stops the report.",
 )
 def walkforward_report(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
-                       artifacts: ArtifactsResource) -> dg.MaterializeResult:
+                       market_database: MarketDatabase, artifacts: ArtifactsResource, market_panel: pd.DataFrame,
+                       feature_table: pd.DataFrame) -> dg.MaterializeResult:
     from plus_ultra_ml.evaluation.report import build_report, write_report
+    from plus_ultra_ml.evaluation.walkforward import plan_folds
+    from plus_ultra_ml.experiments.fold_files import FoldIdentity
 
     cfg = experiment.load()
-    folds = sorted(context.instance.get_materialized_partitions(FOLD_ASSET))
+    planned = plan_folds(market_panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+    data = _training_data(feature_table, market_panel, market_database)
+    current = {fold.name: FoldIdentity.of(cfg, data, fold) for fold in planned}
+    materialised = set(context.instance.get_materialized_partitions(FOLD_ASSET))
+    foreign = sorted(materialised - set(current))  # another database's or another plan's folds: not this report's
+    folds = sorted(materialised & set(current))
+    stale = [f"{name} ({why})" for name in folds if (why := _stale(context.instance, name, current[name]))]
+    if stale:
+        raise dg.Failure(
+            f"walk-forward fold(s) {', '.join(stale)} were materialised from other data or another config than "
+            "the current one: re-materialise those walkforward_fold partitions (make run does) before the report")
     if not folds:
-        raise dg.Failure("no walk-forward fold is materialised yet: materialise walkforward_fold partitions first")
+        raise dg.Failure("no walk-forward fold of the current plan is materialised yet "
+                         f"(plan: {', '.join(current) or 'none'}): materialise walkforward_fold partitions first")
+    if foreign:
+        context.log.info("left out %d materialised fold(s) that are not in the current plan: %s",
+                         len(foreign), ", ".join(foreign))
     predictions = pd.concat([pd.read_parquet(artifacts.partition_path("walkforward_fold", f)) for f in folds])
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name})",
                           n_trials=len(report_strategies(predictions)))
@@ -89,12 +109,24 @@ def walkforward_report(context: dg.AssetExecutionContext, experiment: Experiment
     files = write_report(report, out_dir / "report.html") + write_report(report, out_dir / "report.md")
     return dg.MaterializeResult(metadata={
         "folds": dg.MetadataValue.json(folds),
+        "left_out": dg.MetadataValue.json(foreign),
         "report_html": dg.MetadataValue.path(str(out_dir / "report.html")),
         "report_md": dg.MetadataValue.path(str(out_dir / "report.md")),
         "files": dg.MetadataValue.json([str(f) for f in files]),
         "overall": report_table(report.overall),
         "notes": dg.MetadataValue.md("\n\n".join(report.notes)),
     })
+
+
+def _stale(instance: dg.DagsterInstance, fold: str, identity) -> str | None:
+    """Why the fold's latest materialisation is not of `identity` (config hash, data fingerprint), or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=FOLD_ASSET, asset_partitions=[fold]), limit=1).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    recorded = {key: getattr(metadata.get(key), "value", None) for key in ("fold_config_hash", "data_fingerprint")}
+    now = {"fold_config_hash": identity.config_hash, "data_fingerprint": identity.data_fingerprint}
+    differ = [f"{key} {str(recorded[key])[:12]} there, {now[key][:12]} now" for key in now if recorded[key] != now[key]]
+    return "; ".join(differ) or None
 
 
 def report_strategies(predictions: pd.DataFrame) -> list[str]:

@@ -49,8 +49,25 @@ def test_folds_then_report(small_market, resources_for, tmp_path):
                                 instance=instance)
         assert report.success
         meta = report.asset_materializations_for_node("walkforward_report")[0].metadata
-        assert meta["folds"].value == sorted(added)
+        assert meta["folds"].value == sorted(added) and meta["left_out"].value == []
         assert (tmp_path / "reports" / "walkforward" / "report.html").exists()
+
+        # the same instance, other costs: every fold of the plan is stale, named, and no report is written
+        costly = resources_for(small_market, *TINY, "costs.transaction_bps=9.0")
+        message = report_failure(dg.materialize(ASSETS, selection=[evaluation.walkforward_report], resources=costly,
+                                                instance=instance, raise_on_error=False))
+        assert "fold_config_hash" in message and folds[0].name in message and "re-materialise" in message
+
+        # another plan (as another database gives): the old folds are left out, never mixed into its report
+        other = resources_for(small_market, *TINY, "walkforward.min_train_bars=320")
+        message = report_failure(dg.materialize(ASSETS, selection=[evaluation.walkforward_report], resources=other,
+                                                instance=instance, raise_on_error=False))
+        assert "no walk-forward fold of the current plan is materialised" in message
+
+
+def report_failure(result) -> str:
+    assert not result.success
+    return result.get_step_failure_events()[0].event_specific_data.error.message
 
 
 def test_fold_sensor_skips_until_the_panel_exists(resources_for, small_market):
