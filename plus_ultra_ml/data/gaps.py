@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.data.calendar import TradingCalendar, bar_spacing, is_daily, panel_calendars
+from plus_ultra_ml.data.calendar import TradingCalendar, bar_spacing, is_daily, panel_calendars, times_by_symbol
 
 GAP_COLUMNS = ["symbol", "after", "before", "missing_bars"]
 Calendars = Mapping[str, TradingCalendar] | TradingCalendar | None
@@ -40,10 +40,9 @@ def _missing(panel: pd.DataFrame, spacing: pd.Timedelta | None, calendars: Calen
         return empty
     spacing = spacing or bar_spacing(times)
     per_symbol = _calendars_for(panel, calendars)
-    symbols = panel.index.get_level_values("symbol")
     rows, missing_times, gap_of = [], [], []
-    for symbol in pd.unique(np.asarray(symbols, dtype=object)):
-        present = pd.DatetimeIndex(times[np.asarray(symbols == symbol)]).unique().sort_values()
+    for symbol, symbol_times in times_by_symbol(panel.index.get_level_values("symbol"), times).items():
+        present = symbol_times.unique().sort_values()
         if len(present) < 2:
             continue
         expected = per_symbol[symbol].expected_bars(present[0], present[-1], spacing)

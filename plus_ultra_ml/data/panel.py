@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pandera.errors
 
 from plus_ultra_ml.config import DataConfig
-from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars
+from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars, times_by_symbol
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import CLOSE_ONLY_ATTR, PanelSchema
 from plus_ultra_ml.data.store import (
@@ -69,9 +68,7 @@ def panel_trading_calendars(db_path: Path, panel: pd.DataFrame, cfg: DataConfig)
     """Each symbol's calendar, fixed before anything is fitted: assets.exchange, data.calendar, else inferred."""
     with connect_readonly(db_path, cfg.busy_timeout_s) as connection:
         exchanges = symbol_exchanges(connection)
-    times = panel.index.get_level_values("timestamp")
-    symbols = np.asarray(panel.index.get_level_values("symbol"), dtype=object)
-    by_symbol = {s: times[symbols == s] for s in pd.unique(symbols)}
+    by_symbol = times_by_symbol(panel.index.get_level_values("symbol"), panel.index.get_level_values("timestamp"))
     return resolve_calendars(by_symbol, exchanges, cfg.calendar)
 
 

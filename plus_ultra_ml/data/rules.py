@@ -274,13 +274,18 @@ def frequency_issues(frame: pd.DataFrame, freq: str | None, table: str,
                                       names=["symbol", "timestamp"])
     skeleton = pd.DataFrame(index=index)
     known = dict(calendars or {})
-    unresolved = ~np.isin(np.asarray(ordered["symbol"], dtype=object), list(known))
+    codes, names = pd.factorize(np.asarray(ordered["symbol"], dtype=object))  # (n,) symbol codes
+    unresolved = np.array([name not in known for name in names], dtype=bool)[codes]  # (n,): hashing, not isin
     per_symbol = {**(panel_calendars(skeleton[unresolved]) if unresolved.any() else {}), **known}
     closed = np.zeros(len(ordered), dtype=bool)
-    symbols = ordered["symbol"].to_numpy()
-    for symbol, cal in per_symbol.items():
-        rows = symbols == symbol
-        times = index.get_level_values("timestamp")[rows]
+    by_calendar: dict[int, list[int]] = {}  # one pass per calendar, not per symbol: linear in the universe
+    for k, name in enumerate(names):
+        by_calendar.setdefault(id(per_symbol[name]), []).append(k)
+    all_times = index.get_level_values("timestamp")
+    for members in by_calendar.values():
+        cal = per_symbol[names[members[0]]]
+        rows = np.isin(codes, members)
+        times = all_times[rows]
         if is_daily(spacing):
             closed[rows] = ~times.tz_localize(None).normalize().isin(cal.schedule.index)
         else:

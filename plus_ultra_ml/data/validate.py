@@ -21,7 +21,7 @@ from plus_ultra_ml.config import DataConfig
 from plus_ultra_ml.data import rules
 from plus_ultra_ml.data.rules import Issue
 from plus_ultra_ml.data.schema import NUMERIC_COLUMNS, OHLCV_COLUMNS, REQUIRED_COLUMNS, REQUIRED_TABLES
-from plus_ultra_ml.data.calendar import resolve_calendars
+from plus_ultra_ml.data.calendar import resolve_calendars, times_by_symbol
 from plus_ultra_ml.data.store import (
     check_database_file,
     connect_readonly,
@@ -169,9 +169,7 @@ def _read_table(path: Path, table: str, present: list[str], timeout_s: float) ->
 
 def _calendar_issues(frame: pd.DataFrame, cfg: DataConfig, exchanges: dict[str, str]) -> tuple[dict, list[Issue]]:
     """Each symbol's trading calendar (assets.exchange, data.calendar, else inferred), or the error naming it."""
-    times = pd.DatetimeIndex(frame["timestamp"])
-    symbols = frame["symbol"].astype(str).to_numpy()
-    by_symbol = {s: times[symbols == s] for s in pd.unique(symbols)}
+    by_symbol = times_by_symbol(frame["symbol"].astype(str).to_numpy(), pd.DatetimeIndex(frame["timestamp"]))
     issues = []
     for symbol in [s for s in by_symbol if s in exchanges]:
         try:

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.config import ExperimentConfig
-from plus_ultra_ml.data.calendar import TradingCalendar, bar_spacing, common_periods_per_year, resolve_calendars
+from plus_ultra_ml.data.calendar import (TradingCalendar, bar_spacing, common_periods_per_year, resolve_calendars,
+                                         times_by_symbol)
 from plus_ultra_ml.lineage import LineageRecord
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,8 @@ def _training_span(db_path: str | Path, lineage: LineageRecord, symbols: Sequenc
     from plus_ultra_ml.data.store import load_panel
 
     panel = load_panel(db_path, list(symbols), lineage.panel.get("start"), lineage.panel.get("end"), False, timeout_s)
-    times = panel.index.get_level_values("timestamp")
-    codes = np.asarray(panel.index.get_level_values("symbol"), dtype=object)
-    return {s: times[codes == s] for s in symbols if (codes == s).any()}
+    by_symbol = times_by_symbol(panel.index.get_level_values("symbol"), panel.index.get_level_values("timestamp"))
+    return {s: by_symbol[s] for s in symbols if s in by_symbol}
 
 
 def resolve_served(lineage: LineageRecord, universe: Sequence[str], db_path: str | Path | None = None,

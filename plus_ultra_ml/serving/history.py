@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars
+from plus_ultra_ml.data.calendar import CALENDAR_ATTR, TradingCalendar, resolve_calendars, times_by_symbol
 from plus_ultra_ml.data.gaps import forward_fill_gaps
 from plus_ultra_ml.data.schema import INDICATOR_PREFIX, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, PANEL_INDEX
 from plus_ultra_ml.data.store import (
@@ -169,9 +169,8 @@ def read_recent(
 
 def calendars_of(panel: pd.DataFrame, names: Mapping[str, str] | None) -> dict[str, TradingCalendar]:
     """Each read symbol's calendar: the one given, else inferred from the bars read (logged)."""
-    times = panel.index.get_level_values("timestamp")
-    codes = np.asarray(panel.index.get_level_values("symbol"), dtype=object)
-    by_symbol = {str(s): times[codes == s] for s in pd.unique(codes)}
+    by_symbol = times_by_symbol(panel.index.get_level_values("symbol").astype(str),
+                                panel.index.get_level_values("timestamp"))
     return resolve_calendars(by_symbol, recorded=dict(names or {}))
 
 

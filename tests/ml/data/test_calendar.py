@@ -175,3 +175,16 @@ def test_data_calendar_applies_when_assets_exchange_is_empty(tmp_path):
     assert built.panel.attrs[C.CALENDAR_ATTR] == {"AAA": "FX"}
     with pytest.raises(DataContractError, match="unknown trading calendar 'MOON'"):
         build_panel(db, DataConfig(db_path=str(db), calendar="MOON"))
+
+
+def test_times_by_symbol_matches_a_mask_per_symbol_in_first_seen_order():
+    """The one-pass grouping gives each symbol exactly its rows, in their order, symbols as first seen."""
+    rng = np.random.default_rng(3)
+    symbols = rng.choice(np.array(["B", "A", "C", "D"], dtype=object), size=400)
+    times = pd.DatetimeIndex(pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.permutation(400), unit="h"))
+    grouped = C.times_by_symbol(symbols, times)
+    assert list(grouped) == list(pd.unique(symbols))
+    for name, got in grouped.items():
+        assert got.equals(times[symbols == name])
+        assert str(got.tz) == "UTC"
+    assert C.times_by_symbol(np.array([], dtype=object), pd.DatetimeIndex([], tz="UTC")) == {}
