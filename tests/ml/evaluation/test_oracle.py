@@ -224,6 +224,44 @@ def test_without_costs_the_rule_is_the_sharpe_optimal_target_and_the_band_holds_
     assert np.abs(mu).max() < 2e-4 and (held == 0).all()
 
 
+def _dense_positions(mu, sigma, rho, gamma, trade, hold, limit):
+    """The rule by coordinate ascent on an explicit (N, N) M, the form the factored kernel must equal."""
+    T, N = mu.shape
+    out, q = np.zeros((T, N)), np.zeros(N)
+    for t in range(T):
+        M = np.outer(sigma[t], sigma[t]) * (rho + (1 - rho) * np.eye(N)) + np.outer(mu[t], mu[t])
+        p = q.copy()
+        for _ in range(200):
+            before = p.copy()
+            for i in range(N):
+                a = mu[t, i] - gamma * (M[i] @ p - M[i, i] * p[i])
+                b = gamma * M[i, i]
+                xs = [(a - hold * sh - trade * st) / b for sh in (1, -1) for st in (1, -1)] + [0.0, q[i], limit, -limit]
+                xs = np.clip(xs, -limit, limit)
+                f = a * xs - 0.5 * b * xs**2 - hold * np.abs(xs) - trade * np.abs(xs - q[i])
+                p[i] = xs[int(np.argmax(f))]
+            if np.abs(p - before).max() <= 1e-13 * limit:
+                break
+        out[t], q = p, p.copy()
+    return out
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.0, -0.2])
+def test_the_factored_kernel_equals_coordinate_ascent_on_the_dense_second_moment(rho):
+    rng = np.random.default_rng(11)
+    mu, sigma = rng.normal(0, 4e-4, (60, 9)), rng.uniform(5e-3, 2e-2, (60, 9))
+    rule, costs = OracleRule(correlation=rho, risk_aversion=5.0), CostConfig(transaction_bps=2.0)
+    from plus_ultra_ml.objectives.pnl import hold_rate, trade_rate
+
+    dense = _dense_positions(mu, sigma, rho, 5.0, trade_rate(costs) / rule.cost_horizon, hold_rate(costs), 1.0)
+    np.testing.assert_allclose(oracle_positions(mu, sigma, costs, rule), dense, atol=1e-10)
+    assert (np.abs(dense) == 1.0).any() and (np.diff(dense, axis=0) == 0).any()  # the limit and the band both act
+    corr = rho + (1 - rho) * np.eye(9)
+    second = sigma[:, :, None] * sigma[:, None, :] * corr + mu[:, :, None] * mu[:, None, :]
+    np.testing.assert_allclose(frictionless_targets(mu, sigma, rho), np.linalg.solve(second, mu[:, :, None])[:, :, 0],
+                               rtol=1e-9)
+
+
 def test_unknown_truth_is_flat_and_bad_rules_are_refused():
     mu, sigma = random_truth(2, bars=20)
     mu[5:8, 1] = np.nan
