@@ -317,3 +317,27 @@ def test_the_daily_preset_loads_and_features_a_ragged_universe(tmp_path):
     folds = plan_folds(data.features.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
     assert folds
     check_training_rows(cfg, data, folds)
+
+
+def test_cli_universe_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from plus_ultra_ml.cli import app
+
+    runner = CliRunner()
+    path = tmp_path / "cli.db"
+    args = ["fixture", str(path), "--universe", "30", "--sectors", "5", "--alt-ic", "0.05", "--freq", "1D",
+            "--rows", "520", "--seed", "4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "dollar-neutral oracle" in result.output and "XNYS" in result.output
+    truth = read_universe_truth(path)
+    assert truth.parameters["universe"]["size"] == 30 and truth.parameters["universe"]["sectors"] == 5
+    assert truth.expected_ic["alt_0"] == 0.05 and len(truth.model.sector_names) == 5
+    refused = runner.invoke(app, ["fixture", str(tmp_path / "x.db"), "--universe", "30", "--symbols", "AAA"])
+    assert refused.exit_code == 1 and "exclude each other" in refused.output
+    refused = runner.invoke(app, ["fixture", str(tmp_path / "x.db"), "--sectors", "3"])
+    assert refused.exit_code == 1 and "--universe" in refused.output
+    refused = runner.invoke(app, ["fixture", str(tmp_path / "x.db"), "--universe", "5"])
+    assert refused.exit_code == 1 and "--universe" in refused.output
+    assert not (tmp_path / "x.db").exists()
