@@ -53,10 +53,52 @@ class DataConfig(Section):
     busy_timeout_s: float = Field(10.0, gt=0)  # wait this long for a writer's lock
 
 
+class UniverseConfig(Section):
+    """A universe of generated stocks (`plus-ultra fixture --universe N`; plus_ultra_ml/synthetic/universe.py).
+
+    Returns follow a factor model: a market factor, one factor per sector and idiosyncratic noise
+    whose volatility differs by name; names list late and delist early (a ragged, survivorship-free
+    panel). The planted signals are cross-sectional: alt_0's rank across names, and each sector's
+    momentum, predict next-bar returns relative to the universe. Volatilities are annual, converted
+    per bar with the calendar's bars per year.
+    """
+
+    size: int = Field(500, ge=10)  # symbols, named U0001, U0002, ...
+    sectors: int = Field(11, ge=1)  # the GICS count; names are dealt to sectors evenly at random
+    calendar: str = "XNYS"  # 1D bars: this exchange's sessions (assets.exchange); intraday: 24/7 grid
+    # The planted signal: mean per-date Pearson IC (the Qlib IC) across names, vs the next-bar return.
+    alt_ic: float = Field(0.03, gt=0, lt=0.5)  # of alt_0 (the oracle's IC is sqrt(alt_ic^2 + sector_momentum_ic^2))
+    sector_momentum_ic: float = Field(0.02, ge=0, lt=0.5)  # of the sector momentum state
+    sector_momentum_persistence: float = Field(0.97, ge=0, lt=1)  # AR(1) of past sector shocks (~33-bar memory)
+    market_premium: float = Field(0.05, ge=0, lt=0.5)  # annual expected excess return per unit of market beta
+    market_vol: float = Field(0.16, gt=0, lt=1)  # annual volatility of the market factor
+    sector_vol: float = Field(0.10, ge=0, lt=1)  # annual volatility of each sector factor
+    market_beta_range: tuple[float, float] = (0.5, 1.5)  # per-name market loading, uniform
+    sector_beta_range: tuple[float, float] = (0.5, 1.5)  # per-name loading on its own sector, uniform
+    idio_vol_range: tuple[float, float] = (0.15, 0.45)  # per-name annual idiosyncratic volatility, log-uniform
+    late_listing: float = Field(0.3, ge=0, le=1)  # share of names whose first bar is after the grid's first
+    early_delisting: float = Field(0.2, ge=0, le=1)  # share of names whose last bar is before the grid's last
+    min_listed_bars: int = Field(300, ge=50)  # every name trades at least this many consecutive bars
+
+    @model_validator(mode="after")
+    def _ranges(self) -> UniverseConfig:
+        for name in ("market_beta_range", "sector_beta_range", "idio_vol_range"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"fixture.universe.{name} must be (low, high) with 0 <= low <= high, got {(low, high)}")
+        if self.idio_vol_range[0] <= 0:
+            raise ValueError("fixture.universe.idio_vol_range must start above 0: every name has its own noise")
+        if self.sectors > self.size:
+            raise ValueError(f"fixture.universe.sectors ({self.sectors}) exceeds the universe size ({self.size})")
+        if self.alt_ic**2 + self.sector_momentum_ic**2 >= 0.25:
+            raise ValueError("fixture.universe: alt_ic^2 + sector_momentum_ic^2 must stay below 0.25")
+        return self
+
+
 class FixtureConfig(Section):
     """The built-in synthetic market the README demo and tests use (`plus-ultra fixture`)."""
 
-    symbols: tuple[str, ...] = ("SPY", "QQQ", "IWM", "EFA")
+    symbols: tuple[str, ...] = ("SPY", "QQQ", "IWM", "EFA")  # ignored when `universe` is set
     rows: int = Field(20_000, ge=500)  # bars per symbol
     freq: Literal["15min", "1h", "1D"] = "15min"  # intraday: 24/7 grid; 1D: business days
     alt_features: int = Field(2, ge=1)
@@ -71,9 +113,15 @@ class FixtureConfig(Section):
     market_correlation: float = Field(0.5, ge=0, lt=1)  # share of shock variance from the common factor
     vol_regime_bars: float = Field(800, ge=2)  # mean duration of a volatility regime (bars)
     trend_regime_bars: float = Field(400, ge=2)  # mean duration of a trend regime (bars)
+    # None: the regime-switching market of `symbols` above; set: a generated universe instead
+    # (rows, freq, alt_features, seed, start and alt_persistence still apply; the fields above do not).
+    universe: UniverseConfig | None = None
 
     @model_validator(mode="after")
     def _distinct_symbols(self) -> FixtureConfig:
+        if self.universe is not None and self.universe.min_listed_bars > self.rows:
+            raise ValueError(f"fixture.universe.min_listed_bars ({self.universe.min_listed_bars}) exceeds "
+                             f"fixture.rows ({self.rows}); lower it or add rows")
         if not self.symbols:
             raise ValueError("fixture.symbols must name at least one symbol")
         if len(set(self.symbols)) != len(self.symbols):

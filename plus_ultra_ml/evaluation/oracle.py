@@ -79,6 +79,32 @@ class OracleRule:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def coordinate_step(a, b, hold, trade, q, limit):  # pragma: no cover - numba
+    """argmax over |x| <= limit of a x - b x^2 / 2 - hold |x| - trade |x - q| (b > 0): one coordinate
+    of the rule, a concave piecewise quadratic whose maximiser is one of eight candidates (the
+    stationary points of its four linear pieces, both kinks, both bounds)."""
+    best_x = 0.0
+    best_f = -np.inf
+    for k in range(8):
+        if k < 4:
+            x = (a - hold * (1.0 if k % 2 == 0 else -1.0) - trade * (1.0 if k < 2 else -1.0)) / b
+        elif k == 4:
+            x = 0.0
+        elif k == 5:
+            x = q
+        elif k == 6:
+            x = limit
+        else:
+            x = -limit
+        x = min(max(x, -limit), limit)
+        f = a * x - 0.5 * b * x * x - hold * abs(x) - trade * abs(x - q)
+        if f > best_f:
+            best_f = f
+            best_x = x
+    return best_x
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _positions(mu, sigma, rho, gamma, trade, hold, limit, previous, out):  # pragma: no cover - numba
     # mu, sigma, out: (T, N); previous: (N,) the position before the first bar.
     # M = Sigma + mu mu' is never formed: (M p)_i = rho sigma_i (sigma . p) + (1 - rho) sigma_i^2 p_i
@@ -107,25 +133,7 @@ def _positions(mu, sigma, rho, gamma, trade, hold, limit, previous, out):  # pra
                 mi = mu[t, i]
                 # the linear coefficient of p_i with the other coordinates held: mu_i - gamma sum_{j != i} M_ij p_j
                 a = mi - gamma * (rho * si * (s - si * p[i]) + mi * (u - mi * p[i]))
-                b = gamma * (si * si + mi * mi)  # gamma M_ii
-                best_x = 0.0
-                best_f = -np.inf
-                for k in range(8):  # stationary points of the four linear pieces, both kinks, both bounds
-                    if k < 4:
-                        x = (a - hold * (1.0 if k % 2 == 0 else -1.0) - trade * (1.0 if k < 2 else -1.0)) / b
-                    elif k == 4:
-                        x = 0.0
-                    elif k == 5:
-                        x = q[i]
-                    elif k == 6:
-                        x = limit
-                    else:
-                        x = -limit
-                    x = min(max(x, -limit), limit)
-                    f = a * x - 0.5 * b * x * x - hold * abs(x) - trade * abs(x - q[i])
-                    if f > best_f:
-                        best_f = f
-                        best_x = x
+                best_x = coordinate_step(a, gamma * (si * si + mi * mi), hold, trade, q[i], limit)  # b = gamma M_ii
                 step = best_x - p[i]
                 change = max(change, abs(step))
                 s += si * step

@@ -88,7 +88,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -102,6 +102,9 @@ from plus_ultra_ml.evaluation.metrics import pooled_ic, sharpe_ratio
 from plus_ultra_ml.evaluation.oracle import (MU_INDICATOR, SIGMA_INDICATOR, OracleRule, oracle_positions,
                                              panel_oracle_positions, scale_for_limit)
 from plus_ultra_ml.objectives.pnl import next_bar_returns_numpy, position_pnl_numpy
+
+if TYPE_CHECKING:
+    from plus_ultra_ml.synthetic.universe import UniverseTruth
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +229,20 @@ def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
     return out.reshape(shocks.shape)
 
 
+def alternative_data(alt_factor: np.ndarray, noise_shocks: np.ndarray | None, persistence: float) -> np.ndarray:
+    """(T, N, K) alt features from the planted factor a (T, N) and K-1 noise shocks (T, N, K-1):
+    alt_0 = a (clean), alt_1 = 0.5 a + sqrt(0.75) z_1 (half signal), alt_k = z_k (persistent noise),
+    every z an AR(1) of its shocks with the persistence of a (so noise looks like signal)."""
+    n_alt = 1 + (0 if noise_shocks is None else noise_shocks.shape[2])
+    alts = np.empty((*alt_factor.shape, n_alt))
+    alts[:, :, 0] = alt_factor
+    if n_alt > 1:
+        noise = _ar1(noise_shocks, persistence)
+        alts[:, :, 1:] = noise
+        alts[:, :, 1] = ALT_1_LOADING * alt_factor + math.sqrt(1 - ALT_1_LOADING**2) * noise[:, :, 0]
+    return alts
+
+
 def fixture_grid(cfg: FixtureConfig) -> pd.DatetimeIndex:
     """The fixture's UTC bar timestamps: 24/7 for intraday frequencies, business days for 1D."""
     start = pd.Timestamp(cfg.start)
@@ -329,16 +346,11 @@ def _simulate(cfg: FixtureConfig) -> _Market:
     )
     volume = np.round(np.exp(log_volume))
 
-    # Alternative data: alt_0 clean, alt_1 half signal, the rest persistent noise.
-    alts = np.empty((n_bars, n_sym, n_alt))
-    alts[:, :, 0] = alt_factor
-    if n_alt > 1:
-        noise = _ar1(rng.standard_normal((n_bars, n_sym, n_alt - 1)), cfg.alt_persistence)
-        alts[:, :, 1:] = noise
-        alts[:, :, 1] = ALT_1_LOADING * alt_factor + math.sqrt(1 - ALT_1_LOADING**2) * noise[:, :, 0]
+    noise_shocks = rng.standard_normal((n_bars, n_sym, n_alt - 1)) if n_alt > 1 else None
+    alts = alternative_data(alt_factor, noise_shocks, cfg.alt_persistence)
 
     parameters = {
-        **cfg.model_dump(mode="json"),
+        **cfg.model_dump(mode="json", exclude={"universe"}),
         "alt_loading_gamma": gamma,
         "vol_multipliers": list(VOL_MULTIPLIERS),
         "annual_vol_range": list(ANNUAL_VOL_RANGE),
@@ -512,11 +524,16 @@ def _write(db_path: Path, market: _Market, cfg: FixtureConfig, truth: FixtureTru
         connection.close()
 
 
-def build_fixture(path: str | Path, cfg: FixtureConfig, *, overwrite: bool = False) -> FixtureTruth:
+def build_fixture(path: str | Path, cfg: FixtureConfig, *, overwrite: bool = False) -> FixtureTruth | UniverseTruth:
     """Generate the synthetic market of `cfg` into a new SQLite file at `path`; return its truth.
 
+    With `cfg.universe` set, the universe of synthetic/universe.py (its `UniverseTruth`) instead.
     Refuses an existing `path` unless `overwrite`. The file appears atomically (temp file + rename).
     """
+    if cfg.universe is not None:
+        from plus_ultra_ml.synthetic.universe import build_universe
+
+        return build_universe(path, cfg, overwrite=overwrite)
     path = Path(path)
     if path.is_dir():
         raise FixtureExistsError(f"{path} is a directory; give a file path for the fixture database")
@@ -552,6 +569,8 @@ def read_fixture_truth(path: str | Path) -> FixtureTruth:
         raise PlusUltraError(f"{path} has no readable fixture_truth table ({error}); it is not a fixture") from None
     finally:
         connection.close()
+    if json.loads(rows.get("kind", '"fixture"')) == "universe":
+        raise PlusUltraError(f"{path} is a universe fixture; read its truth with synthetic.universe.read_universe_truth")
     missing = [key for key in TRUTH_KEYS if key not in rows]
     if missing:
         raise PlusUltraError(f"{path}: fixture_truth lacks keys {missing}; rebuild it with `plus-ultra fixture`")
@@ -577,6 +596,10 @@ def oracle_reference(panel: pd.DataFrame, db_path: str | Path | None, costs: Cos
         connection.close()
     if "fixture_truth" not in tables:
         return None
+    from plus_ultra_ml.synthetic.universe import truth_kind, universe_oracle_reference
+
+    if truth_kind(db_path) == "universe":  # the dollar-neutral book of synthetic/universe.py
+        return universe_oracle_reference(panel, db_path, costs)
     try:
         truth = read_fixture_truth(db_path)
     except PlusUltraError as error:
