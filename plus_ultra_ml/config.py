@@ -228,6 +228,10 @@ class LoopConfig(Section):
     gradient_clip: float | None = Field(1.0, gt=0)  # max global grad norm; None: no clipping
     limit_train_batches: int | None = Field(None, ge=1)  # batches per epoch; None: every training window
     limit_val_batches: int | None = Field(None, ge=1)  # None: every validation window
+    # Per-epoch validation (the monitor that picks the best checkpoint) on at most this many windows: one
+    # fixed seeded sample, the same every epoch, drawn uniformly over (symbol, bar) windows, so it binds only
+    # for a large universe. None: every window. The final validation metrics always score every window.
+    val_windows: int | None = Field(None, ge=1)
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without a better monitor value; None: off
     checkpoint_every_n_steps: int | None = Field(None, ge=1)  # refresh last.ckpt every N steps (None: per epoch)
     checkpoint_dir: str | None = None  # None: $PLUS_ULTRA_HOME/checkpoints/<kind>/<run key>

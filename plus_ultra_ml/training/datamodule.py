@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from plus_ultra_ml.config import ConfigError, WindowsConfig
 from plus_ultra_ml.data.windows import (
@@ -73,6 +74,8 @@ class WindowDataModule(L.LightningDataModule):
         num_workers: int = 0,
         eval_batch_size: int | None = None,
         periods_per_year: float | None = None,  # the panel calendars' annualisation (data.calendar)
+        val_windows: int | None = None,  # per-epoch validation on a fixed sample of at most this many windows
+        sample_seed: int = 0,
     ):
         super().__init__()
         if any(not 2 <= w < windows.window for w in curriculum):
@@ -87,6 +90,7 @@ class WindowDataModule(L.LightningDataModule):
         self.curriculum, self.curriculum_epochs = tuple(curriculum), curriculum_epochs
         self.num_workers = num_workers
         self.periods_per_year = periods_per_year
+        self.val_windows, self.sample_seed = val_windows, sample_seed
         self.data: WindowedData | None = None
 
     # ---- setup -----------------------------------------------------------------------------
@@ -145,8 +149,22 @@ class WindowDataModule(L.LightningDataModule):
         return DataLoader(self.dataset(segment), batch_size=self.eval_batch_size, shuffle=False,
                           num_workers=self.num_workers)
 
+    def validation_sample(self) -> np.ndarray:
+        """Positions in the validation dataset scored each epoch: all of them, or, with `val_windows`, a
+        fixed sample of that many drawn without replacement (seeded, so every epoch and every rerun of
+        the run compares checkpoints on the same windows), kept in dataset order."""
+        count = len(self._ready().ends["val"])
+        if self.val_windows is None or count <= self.val_windows:
+            return np.arange(count)
+        rng = np.random.default_rng([self.sample_seed, count])
+        return np.sort(rng.choice(count, size=self.val_windows, replace=False))
+
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        sample = self.validation_sample()
+        dataset = self.dataset("val")
+        if len(sample) < len(dataset):
+            dataset = Subset(dataset, sample.tolist())
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self._ready().ends:

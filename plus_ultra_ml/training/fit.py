@@ -263,7 +263,8 @@ def _datamodule(cfg: ExperimentConfig, data: TrainingData, loop: LoopConfig, spl
     dm = WindowDataModule(data.features, targets, cfg.windows, batch_size=loop.batch_size, split=split,
                           curriculum=curriculum, curriculum_epochs=curriculum_epochs,
                           num_workers=cfg.train.num_workers,
-                          periods_per_year=panel_periods_per_year(data.panel, cfg.features.periods_per_year))
+                          periods_per_year=panel_periods_per_year(data.panel, cfg.features.periods_per_year),
+                          val_windows=loop.val_windows, sample_seed=cfg.seed)
     dm.setup()
     return dm
 

@@ -67,3 +67,21 @@ def test_curriculum_longer_than_window_is_a_config_error():
     data = planted_data()
     with pytest.raises(ConfigError, match="curriculum"):
         module_for(data, curriculum=(8,))
+
+
+def test_validation_sample_is_fixed_spread_and_binds_only_when_the_segment_is_larger():
+    data = planted_data()
+    full = module_for(data)
+    count = len(full.dataset("val"))
+    assert len(full.val_dataloader().dataset) == count  # no limit: every window
+    assert len(module_for(data, val_windows=count + 5).val_dataloader().dataset) == count
+    dm = module_for(data, val_windows=count // 3, sample_seed=4)
+    sample = dm.validation_sample()
+    assert len(sample) == count // 3 and (np.diff(sample) > 0).all()  # distinct, in dataset order
+    np.testing.assert_array_equal(sample, dm.validation_sample())  # the same windows every epoch
+    np.testing.assert_array_equal(sample, module_for(data, val_windows=count // 3, sample_seed=4).validation_sample())
+    ends = dm.data.ends["val"][sample]
+    symbols = set(dm.data.symbol_ids[ends].tolist())
+    assert symbols == set(dm.data.symbol_ids[dm.data.ends["val"]].tolist())  # every symbol is represented
+    loader_ends = np.concatenate([b["end"].numpy() for b in dm.val_dataloader()])
+    np.testing.assert_array_equal(loader_ends, dm.data.timestamps[ends])  # the loader yields exactly the sample
