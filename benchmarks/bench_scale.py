@@ -21,7 +21,8 @@ the default fixture) this times, each stage in its own child process so its memo
 and prints one table: wall and CPU seconds and peak RSS (MiB) per stage and size, then the growth
 exponent of CPU time between consecutive sizes (log ratio of CPU seconds over log ratio of rows;
 1.0 is linear). CPU seconds are the figure to read on a shared machine. Peak RSS is VmHWM of each
-child (the parent stays small, so nothing of it is inherited). Nothing here asserts a time.
+child (the parent stays small, so nothing of it is inherited); the line before the table gives the
+peak of a child that only imports the modules, the floor under every row. Nothing here asserts a time.
 
 Usage: python benchmarks/bench_scale.py [--symbols 10 100 500 2000] [--bars 2520] [--intraday]
            [--stages ingest validate load fold report serving] [--workdir DIR] [--json FILE]
@@ -123,6 +124,13 @@ RESULT = {"miss_p50_s": statistics.median(samples[1:]), "windows": len(windows.s
 """
 
 
+IMPORTS = """
+import plus_ultra_ml.data.panel, plus_ultra_ml.data.regimes, plus_ultra_ml.features.pipeline, plus_ultra_ml.data.windows
+import plus_ultra_ml.training.fit, plus_ultra_ml.serving.predictor
+RESULT = {}
+"""
+
+
 def export_parquet(db: Path, target: Path, env: dict[str, str], log: Path) -> None:
     """The fixture's candles as one long Parquet file (the user's file for `ingest`); untimed."""
     code = f"""
@@ -196,10 +204,16 @@ def main() -> None:
     stages = tuple(args.stages)
     table: dict[str, dict[str, dict]] = {}
     sizes: list[tuple[str, int]] = []
+    work.mkdir(parents=True, exist_ok=True)
+    imports = python_child(IMPORTS, env, work / "imports.log")["_total"]  # what every child holds before any data
+    print(f"a child that only imports the data, feature and training modules: peak {imports['peak_mib']:,.0f} MiB, "
+          f"{imports['cpu_s']:.1f} CPU-s")
     for n in args.symbols:
         label = f"{n}x{args.bars}"
         print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
-        table[label] = measure_size(label, ["--universe", str(n), "--freq", "1D", "--rows", str(args.bars)],
+        sectors = min(11, max(1, n // 5))  # the fixture's 11 sectors, fewer for a tiny universe
+        table[label] = measure_size(label, ["--universe", str(n), "--sectors", str(sectors), "--freq", "1D",
+                                            "--rows", str(args.bars)],
                                     "configs/daily.yaml", stages, work, env)
         sizes.append((label, n * args.bars))
         print(json.dumps(table[label]), flush=True)
