@@ -170,7 +170,7 @@ def random_labels(panel: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     columns = {}
     for name in template.columns:
         categories = template[name].cat.categories
-        codes = rng.integers(-1, len(categories), len(panel))  # -1: unlabelled (warm-up)
+        codes = rng.integers(0, len(categories), len(panel))  # every bar labelled: windows need finite rows
         columns[name] = pd.Categorical.from_codes(codes, categories=categories)
     return pd.DataFrame(columns, index=panel.index)
 
