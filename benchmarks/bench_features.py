@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/bench_features.py [--symbols 10] [--bars 100000] [--repeats 3]
+    python benchmarks/bench_features.py --growth 10,100,500,2000 [--growth-bars 2500] [--growth-total 1000000]
 
 Data: a seeded random-walk panel (15-minute bars) of --symbols x --bars rows with OHLCV, vwap and
 two ind__ columns (one of them ind__truth_*, which must not pass through), built in memory.
@@ -23,6 +24,15 @@ What is timed
                            ATR        talib.ATR(high, low, close, 14)           vs atr_14
                            BB width   BBANDS(close, 20, 2, 2) -> (u - l) / m    vs bb_width_20
                            rvol       STDDEV(diff(log close), 20) * sqrt(20/19 * ppy)  vs rvol_20
+Growth in symbols (--growth S1,S2,...): CPU seconds (time.process_time, one thread) per million rows
+of the cross-asset family alone (mkt_ret_1/20, xs_disp_1, xs_rank_5/20: their kernels on the panel's
+time groups, logret inputs precomputed) and of the whole default registry, at each symbol count
+with (a) fixed bars per symbol (--growth-bars; total rows grow with S) and (b) a fixed total
+(--growth-total rows; bars = total / S), and the growth exponent b of CPU ~ rows^b (a) and of
+CPU ~ S^b at a fixed total (b): linear in rows is b = 1 in (a), b = 0 in (b). Regime labels are
+random categories of the real label columns (labelling is timed in bench_regimes.py, not here).
+Also the feature frame's dtypes and the peak traced memory of compute_features at each size.
+
 Peak memory (1M-row panel unless --bars/--symbols say otherwise): numpy allocations traced by
 tracemalloc during compute_features (the panel itself excluded), and the process's peak RSS.
 """
@@ -152,12 +162,96 @@ def peak_memory(panel: pd.DataFrame, labels: pd.DataFrame, cfg: FeaturesConfig) 
     return peak - base, result.frame.memory_usage(index=False, deep=False).sum()
 
 
+def random_labels(panel: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Regime labels with the real columns and categories (from label_regimes on a small panel),
+    drawn at random: the feature step reads their codes; labelling's own cost is not this benchmark's."""
+    template, _ = labels_for(make_panel(2, 400, seed=seed))
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for name in template.columns:
+        categories = template[name].cat.categories
+        codes = rng.integers(0, len(categories), len(panel))  # every bar labelled: windows need finite rows
+        columns[name] = pd.Categorical.from_codes(codes, categories=categories)
+    return pd.DataFrame(columns, index=panel.index)
+
+
+def cross_asset_cpu(panel: pd.DataFrame) -> float:
+    """CPU seconds of the cross-asset kernels on the panel (time groups built inside the timing)."""
+    from plus_ultra_ml.features import cross_asset
+    from plus_ultra_ml.features.returns import log_return
+
+    groups0 = panel_groups(panel, with_time_groups=False)
+    close = np.ascontiguousarray(panel["close"].to_numpy(np.float64))
+    inputs = {}
+    for k in (1, 5, 20):
+        x = np.empty(len(panel))
+        for s, e in zip(groups0.starts, groups0.ends):
+            x[s:e] = log_return(close[s:e], k)
+        inputs[k] = x
+    start = time.process_time()
+    groups = panel_groups(panel)
+    for k in (1, 20):
+        cross_asset.market_mean(inputs[k], groups)
+    cross_asset.dispersion(inputs[1], groups)
+    for k in (5, 20):
+        cross_asset.cross_sectional_rank(inputs[k], groups)
+    return time.process_time() - start
+
+
+def _exponent(x: list[float], y: list[float]) -> float:
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def growth(sizes: list[int], bars: int, total: int, repeats: int) -> None:
+    """The symbol-growth table: CPU s per 1M rows of cross-asset and the default registry."""
+    cfg = FeaturesConfig(periods_per_year=PPY)
+    for label, shape in (("fixed bars", lambda s: bars), ("fixed total", lambda s: max(total // s, 60))):
+        print(f"\n{label}: symbols x bars -> CPU s per 1M rows (best of {repeats}), peak traced MiB, frame dtypes")
+        print(f"  {'symbols':>8}{'bars':>8}{'rows':>11}{'xs s':>9}{'xs s/M':>9}{'registry s':>12}{'reg s/M':>9}"
+              f"{'peak MiB':>10}{'frame MiB':>10}  dtypes")
+        rows_seen, xs_seen, reg_seen = [], [], []
+        for n_symbols in sizes:
+            n_bars = shape(n_symbols)
+            panel = make_panel(n_symbols, n_bars)
+            labels = random_labels(panel)
+            rows = len(panel)
+            xs = min(cross_asset_cpu(panel) for _ in range(repeats))
+            reg = []
+            for _ in range(repeats):
+                start = time.process_time()
+                result = compute_features(panel, cfg, labels)
+                reg.append(time.process_time() - start)
+                dtypes = sorted({str(d) for d in result.frame.dtypes})
+                frame_mib = result.frame.memory_usage(index=False).sum() / 2**20
+                del result
+            peak, _ = peak_memory(panel, labels, cfg)
+            print(f"  {n_symbols:>8,}{n_bars:>8,}{rows:>11,}{xs:>9.3f}{xs / rows * 1e6:>9.3f}{min(reg):>12.2f}"
+                  f"{min(reg) / rows * 1e6:>9.3f}{peak / 2**20:>10.0f}{frame_mib:>10.0f}  {','.join(dtypes)}")
+            rows_seen.append(rows), xs_seen.append(xs), reg_seen.append(min(reg))
+            del panel, labels
+        x = rows_seen if label == "fixed bars" else sizes
+        what = "rows" if label == "fixed bars" else "symbols"
+        print(f"  growth exponent b (CPU ~ {what}^b): cross-asset {_exponent(x, xs_seen):.2f}, "
+              f"default registry {_exponent(x, reg_seen):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--growth", type=str, default="", help="symbol counts, e.g. 10,100,500,2000: growth table only")
+    parser.add_argument("--growth-bars", type=int, default=2_500, help="bars per symbol of the fixed-bars rows")
+    parser.add_argument("--growth-total", type=int, default=1_000_000, help="total rows of the fixed-total rows")
     args = parser.parse_args()
+    if args.growth:
+        small = make_panel(3, 500, seed=1)
+        compute_features(small, FeaturesConfig(), labels_for(small)[0])  # numba compile / cache load
+        cross_asset_cpu(small)
+        growth([int(s) for s in args.growth.split(",")], args.growth_bars, args.growth_total, args.repeats)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"process peak RSS over the whole benchmark: {rss:.0f} MiB")
+        return
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other work)")
     start = time.perf_counter()

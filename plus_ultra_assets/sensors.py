@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from plus_ultra_assets.jobs import production_line, refresh_features, walkforward
+from plus_ultra_assets.metadata import last_bars_metadata
 from plus_ultra_assets.partitions import FOLDS
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 from plus_ultra_ml.config import AutomationConfig
@@ -39,7 +40,7 @@ def new_candles_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
         description="Reads the database read-only; one run per new data version (per-symbol rows + last bars).",
     )
     def _sensor(context: dg.SensorEvaluationContext, market_database: MarketDatabase,
-                experiment: ExperimentConfigResource):
+                experiment: ExperimentConfigResource, artifacts: ArtifactsResource):
         from plus_ultra_ml.data.store import data_version, series_summary
 
         cfg = experiment.load()
@@ -53,7 +54,7 @@ def new_candles_sensor(automation: AutomationConfig) -> dg.SensorDefinition:
         job = production_line if automation.retrain_on_new_candles else refresh_features
         observation = dg.AssetObservation(  # the UI shows market_db's new data version (and what is stale)
             asset_key="market_db", tags={"dagster/data_version": version},
-            metadata={"symbols": len(summary), "last_bar_per_symbol": {k: v["last"] for k, v in summary.items()}})
+            metadata={"symbols": len(summary), **last_bars_metadata(summary, version, artifacts.root)})
         request = dg.RunRequest(run_key=f"candles-{version}", job_name=job.name, tags={DATA_VERSION_TAG: version})
         return dg.SensorResult(run_requests=[request], asset_events=[observation])
 

@@ -7,7 +7,8 @@ PPO and baselines, in the report format) as parquet (the frame `plus-ultra walkf
 records (experiments/fold_files.py) as metadata; checkpoints with lineage go under
 checkpoints/walkforward/<fold>/. `walkforward_report` reads the materialised folds of the current plan
 (a fold of another database or plan is left out; one materialised from other data or config is an
-error naming it) and writes HTML + Markdown + a metrics parquet under reports/walkforward/.
+error naming it) and writes HTML + Markdown + a metrics parquet under reports/walkforward/, with the
+per-symbol net Sharpe table whole in report_symbols.parquet (summarised in the metadata above 20 symbols).
 """
 
 from pathlib import Path
@@ -16,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from plus_ultra_assets.assets.models import _training_data
-from plus_ultra_assets.metadata import report_table
+from plus_ultra_assets.metadata import per_symbol_metadata, report_table
 from plus_ultra_assets.partitions import FOLDS
 from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 
@@ -80,7 +81,7 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
 def walkforward_report(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
                        market_database: MarketDatabase, artifacts: ArtifactsResource, market_panel: pd.DataFrame,
                        feature_table: pd.DataFrame) -> dg.MaterializeResult:
-    from plus_ultra_ml.evaluation.report import build_report, write_report
+    from plus_ultra_ml.evaluation.report import build_report, symbols_file, write_report
     from plus_ultra_ml.evaluation.walkforward import plan_folds
     from plus_ultra_ml.experiments.fold_files import FoldIdentity
 
@@ -115,6 +116,7 @@ def walkforward_report(context: dg.AssetExecutionContext, experiment: Experiment
         "files": dg.MetadataValue.json([str(f) for f in files]),
         "overall": report_table(report.overall),
         "notes": dg.MetadataValue.md("\n\n".join(report.notes)),
+        **per_symbol_metadata(report, symbols_file(out_dir / "report.md")),
     })
 
 

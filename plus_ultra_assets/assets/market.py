@@ -4,8 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from plus_ultra_assets.metadata import frame_summary, issues_table
-from plus_ultra_assets.resources import ExperimentConfigResource, MarketDatabase
+from plus_ultra_assets.metadata import frame_summary, issues_table, last_bars_metadata
+from plus_ultra_assets.resources import ArtifactsResource, ExperimentConfigResource, MarketDatabase
 
 GROUP = "market"
 
@@ -13,20 +13,22 @@ GROUP = "market"
 @dg.observable_source_asset(
     key="market_db",
     group_name=GROUP,
-    description="The user's SQLite candle database (read-only). Data version: per-symbol row counts and last bars.",
+    description="The user's SQLite candle database (read-only). Data version: per-symbol row counts and last bars "
+    "(listed up to 20 symbols; above, summarised, with the whole table as parquet under metadata/market_db).",
 )
-def market_db(market_database: MarketDatabase) -> dg.ObserveResult:
+def market_db(market_database: MarketDatabase, artifacts: ArtifactsResource) -> dg.ObserveResult:
     from plus_ultra_ml.data.store import data_version, series_summary
 
     path = market_database.resolve()
     summary = series_summary(path)
+    version = data_version(summary)
     return dg.ObserveResult(
-        data_version=dg.DataVersion(data_version(summary)),
+        data_version=dg.DataVersion(version),
         metadata={
             "db_path": dg.MetadataValue.path(str(path)),
             "symbols": len(summary),
             "rows": sum(int(s["rows"]) for s in summary.values()),
-            "last_bar_per_symbol": dg.MetadataValue.json({k: v["last"] for k, v in summary.items()}),
+            **last_bars_metadata(summary, version, artifacts.root),  # summarised for a universe
         },
     )
 

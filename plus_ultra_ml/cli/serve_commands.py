@@ -165,6 +165,7 @@ def predict(
                "rows_written": int(len(frame)), "out_of_sample_bars": int(len(scored)), "output": str(output),
                "latest": signals, "metrics": {k: {m: clean(v) for m, v in d.items()} for k, d in metrics.items()},
                "ic": {h: clean(v) for h, v in ic.items()}}
+    latest_table(summary, output)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -179,7 +180,48 @@ def model_costs(model, cfg):
     return CostConfig.model_validate(recorded) if recorded else cfg.costs
 
 
+def latest_table(summary: dict, output: Path) -> None:
+    """Above `MANY_SYMBOLS` symbols, write the latest signals whole to ``<output stem>_latest.csv`` and
+    record its path as ``summary["latest_table"]``: the console then shows a summary, not a row per symbol."""
+    import pandas as pd
+
+    from plus_ultra_ml.symbol_summary import many_symbols, write_symbol_table
+
+    if many_symbols(len(summary["latest"])):
+        table = pd.DataFrame(summary["latest"]).set_index("symbol")
+        summary["latest_table"] = str(write_symbol_table(table, output.with_name(f"{output.stem}_latest.csv")))
+
+
+def _print_latest_summary(summary: dict) -> None:
+    """The latest signals of a universe: counts long / short / flat, the position's distribution,
+    the most short and most long names, and the file that holds them all."""
+    import pandas as pd
+
+    from plus_ultra_ml.symbol_summary import summarise
+
+    latest = pd.DataFrame(summary["latest"]).set_index("symbol")
+    position = latest["position"].astype(float)
+    stats = summarise(position, "position")
+    times = pd.to_datetime(latest["timestamp"])
+    console.print(f"latest signals (checkpoint {summary['checkpoint_sha256'][:12]}): {len(latest):,} symbols, last bars "
+                  f"{times.min().isoformat()} .. {times.max().isoformat()}; long {int((position > 0).sum())}, "
+                  f"short {int((position < 0).sum())}, flat {int((position == 0).sum())}, "
+                  f"undefined {int(position.isna().sum())}", highlight=False, soft_wrap=True)
+    console.print(f"position min {stats.minimum}, median {stats.median}, max {stats.maximum}", highlight=False, soft_wrap=True)
+    for label, pairs in (("most short", stats.lowest), ("most long", stats.highest)):
+        console.print(f"{label}: " + ", ".join(f"{s} {v:.4f}" for s, v in pairs), highlight=False, soft_wrap=True)
+    console.print(f"every symbol's latest signal: {summary['latest_table']}", highlight=False, soft_wrap=True)
+
+
 def _print_predictions(summary: dict) -> None:
+    if summary.get("latest_table"):
+        _print_latest_summary(summary)
+    else:
+        _print_latest_rows(summary)
+    _print_scores(summary)
+
+
+def _print_latest_rows(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"latest signals (checkpoint {summary['checkpoint_sha256'][:12]})")
@@ -190,6 +232,11 @@ def _print_predictions(summary: dict) -> None:
     for signal in summary["latest"]:
         table.add_row(*[f"{signal[c]:.5f}" if isinstance(signal[c], float) else str(signal[c]) for c in columns])
     console.print(table)
+
+
+def _print_scores(summary: dict) -> None:
+    from rich.table import Table
+
     if summary["metrics"]:
         metrics = Table(title=f"out of sample: {summary['out_of_sample_bars']:,} rows after the data cutoff "
                               f"{summary['data_cutoff']}")

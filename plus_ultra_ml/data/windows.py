@@ -138,9 +138,14 @@ class RobustScaler:
         return self
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
+        """(N, F) rows scaled into one new C-contiguous float32 array (each window a contiguous block of
+        it); computed in place in that array, so the peak is the input plus one output, never more."""
         if self.center is None:
             raise PlusUltraError("scaler used before fit()")
-        out = (rows.astype(np.float32) - self.center) / self.scale
+        out = np.empty(np.shape(rows), dtype=np.float32)  # C order, whatever the input's layout
+        out[...] = rows  # float32 first, then the float32 arithmetic: the same numbers as before
+        out -= self.center
+        out /= self.scale
         return np.clip(out, -self.clip, self.clip, out=out)
 
     def to_dict(self) -> dict:

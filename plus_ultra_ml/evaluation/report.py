@@ -22,6 +22,11 @@ volatility and these costs) are scored by the same arithmetic on exactly the row
 strategy's ``share_of_oracle`` (its net Sharpe / the oracle's on the same bars, overall and per
 fold) is given. A reference is not a strategy: it is not a row of `overall`, and is left out of
 the trial count, the paired comparisons and everything the promotion gate reads.
+
+Per symbol (`Report.per_symbol`): each strategy's net Sharpe on each symbol's own path (seeds
+averaged per bar), always written whole beside the report as ``<stem>_symbols.parquet``. With more
+than `symbol_summary.MANY_SYMBOLS` symbols the documents show it summarised (min / median / max and
+the lowest and highest names per strategy) and name that file; with fewer they leave it out.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from plus_ultra_ml.evaluation.backtest import path_returns
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
                                                    SIGNAL, TARGET, references_of, signals_of, strategies_of,
                                                    with_defaults)
+from plus_ultra_ml.symbol_summary import TOP_K, many_symbols, summarise, write_symbol_table
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +79,12 @@ def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame
 def portfolio_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
     """(timestamp x strategy) portfolio net returns: mean over symbols, then over seeds."""
     frame = with_defaults(predictions)
-    per_row = symbol_returns(frame, costs).reset_index(drop=True)
+    return _portfolio_of_rows(frame, symbol_returns(frame, costs))
+
+
+def _portfolio_of_rows(frame: pd.DataFrame, per_row: pd.DataFrame) -> pd.DataFrame:
+    """`portfolio_returns` from the per-row net returns `symbol_returns` gave for `frame`."""
+    per_row = per_row.reset_index(drop=True)
     keys = [frame.index.get_level_values("timestamp"), frame["seed"].to_numpy()]
     by_seed = per_row.groupby(keys).mean()
     by_seed.index.names = ["timestamp", "seed"]
@@ -95,6 +106,7 @@ class Report:
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # other strategy x model-minus-it differences
     ppo_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold, seed) x PPO kept?, test cost/gain
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold or "all", reference) x sharpe, interval, bars
+    per_symbol: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol x (bars, net Sharpe of each strategy)
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -146,7 +158,8 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
     times = frame.index.get_level_values("timestamp")
     ppy = report_periods_per_year(frame, periods_per_year)
     strategies = strategies_of(frame)
-    returns = portfolio_returns(frame, costs)
+    per_row = symbol_returns(frame, costs)
+    returns = _portfolio_of_rows(frame, per_row)
     wide_positions = {s: frame[POSITION + s].unstack("symbol") for s in strategies} if frame["seed"].nunique() == 1 \
         else {s: frame.groupby([times, frame.index.get_level_values("symbol")], observed=True)[POSITION + s].mean().unstack()
               for s in strategies}
@@ -184,7 +197,36 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
                   paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy),
-                  references=references)
+                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy))
+
+
+def _per_symbol(per_row: pd.DataFrame, strategies: list[str], ppy: float) -> pd.DataFrame:
+    """symbol x (bars, net Sharpe of each strategy on the symbol's own path): the rows' net returns
+    (`symbol_returns`), averaged over seeds per (symbol, bar), annualised like the portfolio's."""
+    by_bar = per_row.groupby(level=["symbol", "timestamp"], observed=True).mean()  # (symbol, timestamp) x strategy
+    rows = {}
+    for symbol, part in by_bar.groupby(level="symbol", observed=True, sort=True):
+        rows[str(symbol)] = {"bars": float(len(part)),
+                             **{s: float(metrics.sharpe_ratio(part[s].dropna().to_numpy(), ppy)) for s in strategies}}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("symbol")
+
+
+def per_symbol_summary(report: Report, k: int = TOP_K) -> pd.DataFrame:
+    """strategy x (symbols, min / median / max net Sharpe over symbols, the k lowest and highest names)."""
+    rows = {}
+    for strategy in [c for c in report.per_symbol.columns if c != "bars"]:
+        summary = summarise(report.per_symbol[strategy], f"net Sharpe ({strategy})", k)
+        rows[strategy] = {"symbols": summary.defined, "min": summary.minimum, "median": summary.median,
+                          "max": summary.maximum,
+                          "lowest": ", ".join(f"{s} {v:.3g}" for s, v in summary.lowest),
+                          "highest": ", ".join(f"{s} {v:.3g}" for s, v in summary.highest)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
+
+
+def symbols_file(output: str | Path) -> Path:
+    """Where `write_report(report, output)` writes the whole per-symbol table."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_symbols.parquet")
 
 
 def _references(frame: pd.DataFrame, costs: CostConfig, ppy: float, seed: int) -> pd.DataFrame:
@@ -387,7 +429,7 @@ def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.map(lambda v: "" if isinstance(v, float) and math.isnan(v) else (f"{v:.4g}" if isinstance(v, float) else v))
 
 
-def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
+def _sections(report: Report, symbols_name: str | None = None) -> list[tuple[str, pd.DataFrame]]:
     overall = report.overall[[c for c in [*HEADLINE, "deflated_sharpe"] if c in report.overall]]
     sections = [("Overall (concatenated out-of-sample path; Sharpe with a 95% block-bootstrap interval)", overall),
                 ("Per fold", report.per_fold)]
@@ -409,24 +451,30 @@ def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
     if not report.regimes.empty:
         sections.append(("Per regime (mean net return per bar)",
                          report.regimes.pivot_table(index=["regime", "value"], columns="strategy", values="mean_return")))
+    if not report.per_symbol.empty and many_symbols(len(report.per_symbol)):
+        where = f"the full table: {symbols_name}" if symbols_name else "the full table: Report.per_symbol"
+        sections.append((f"Per symbol, summarised over {len(report.per_symbol):,} symbols: net Sharpe on each symbol's "
+                         f"own path, min / median / max and the {TOP_K} lowest and highest names ({where})",
+                         per_symbol_summary(report)))
     return sections
 
 
-def to_markdown(report: Report, figure_files: Mapping[str, str]) -> str:
+def to_markdown(report: Report, figure_files: Mapping[str, str], symbols_name: str | None = None) -> str:
+    """The report as Markdown; `symbols_name`: the per-symbol file a summarised section names."""
     lines = [f"# {report.title}", "", *[f"_{n}_" for n in report.notes], ""]
-    for heading, table in _sections(report):
+    for heading, table in _sections(report, symbols_name):
         lines += [f"## {heading}", "", _fmt(table).to_markdown(), ""]
     for name, path in figure_files.items():
         lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)
 
 
-def to_html(report: Report, pngs: Mapping[str, bytes]) -> str:
+def to_html(report: Report, pngs: Mapping[str, bytes], symbols_name: str | None = None) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
              "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
              "th{background:#f3f3f3}img{max-width:100%}")
     body = [f"<h1>{report.title}</h1>", *[f"<p><em>{n}</em></p>" for n in report.notes]]
-    for heading, table in _sections(report):
+    for heading, table in _sections(report, symbols_name):
         body += [f"<h2>{heading}</h2>", _fmt(table).to_html(border=0)]
     for name, data in pngs.items():
         body.append(f'<h2>{name.replace("_", " ")}</h2><img alt="{name}" src="data:image/png;base64,'
@@ -436,12 +484,14 @@ def to_html(report: Report, pngs: Mapping[str, bytes]) -> str:
 
 
 def write_report(report: Report, output: str | Path) -> list[Path]:
-    """Write `output` (.html with embedded figures, or .md with PNGs beside it) and a metrics parquet."""
+    """Write `output` (.html with embedded figures, or .md with PNGs beside it), a metrics parquet and
+    the whole per-symbol table (`symbols_file(output)`)."""
     output = Path(output)
     pngs = figures(report)
     written = []
+    symbols_name = symbols_file(output).name
     if output.suffix.lower() in (".html", ".htm"):
-        written.append(write_text_atomic(output, to_html(report, pngs)))
+        written.append(write_text_atomic(output, to_html(report, pngs, symbols_name)))
     elif output.suffix.lower() == ".md":
         files = {}
         for name, data in pngs.items():
@@ -450,11 +500,13 @@ def write_report(report: Report, output: str | Path) -> list[Path]:
                 tmp.write_bytes(data)
             files[name] = target.name
             written.append(target)
-        written.append(write_text_atomic(output, to_markdown(report, files)))
+        written.append(write_text_atomic(output, to_markdown(report, files, symbols_name)))
     else:
         raise PlusUltraError(f"report output {output} must end in .html or .md")
     table_path = output.with_name(f"{output.stem}_metrics.parquet")
     with atomic_path(table_path) as tmp:
         report.metrics_table().to_parquet(tmp)
     written.append(table_path)
+    if not report.per_symbol.empty:
+        written.append(write_symbol_table(report.per_symbol, symbols_file(output)))
     return written

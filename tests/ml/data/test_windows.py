@@ -84,6 +84,35 @@ def test_items_are_views_not_copies():
     _, data = windowed()
     item = data.dataset("train")[0]
     assert np.shares_memory(item["x"].numpy(), data.features)
+    for key, base in (("y", data.targets), ("r", data.next_return), ("vol", data.volatility)):
+        assert np.shares_memory(item[key].numpy(), base), key
+    assert item["x"].is_contiguous()  # the array is C-ordered: a window is one contiguous block of it
+
+
+def test_every_window_of_every_symbol_is_a_view_into_the_one_array():
+    _, data = windowed(p=panel(n=300, symbols=tuple(f"S{i:02d}" for i in range(12))))
+    dataset = data.dataset("train")
+    assert len(np.unique(data.symbol_ids[dataset.ends])) == 12
+    base = data.features.ctypes.data
+    for i in range(0, len(dataset), 97):
+        x = dataset[i]["x"].numpy()
+        end = int(dataset.ends[i])
+        offset = (x.ctypes.data - base) // data.features.strides[0]  # row of the array the window starts at
+        assert np.shares_memory(x, data.features) and offset == end - data.window + 1
+
+
+def test_scaling_writes_one_c_ordered_float32_array_with_the_float32_arithmetic():
+    rng = np.random.default_rng(1)
+    rows = np.asfortranarray(rng.normal(3.0, 2.0, (500, 7)).astype(np.float32))  # the feature frame's layout
+    scaler = RobustScaler().fit(rows[:300])
+    before = rows.copy()
+    out = scaler.transform(rows)
+    expected = np.clip((rows.astype(np.float32) - scaler.center) / scaler.scale, -scaler.clip, scaler.clip)
+    np.testing.assert_array_equal(out, expected)  # the same numbers as elementwise float32 arithmetic
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"] and not np.shares_memory(out, rows)
+    np.testing.assert_array_equal(rows, before)  # the caller's frame is untouched
+    wide = rows.astype(np.float64)
+    np.testing.assert_array_equal(scaler.transform(wide), expected)  # float64 in: cast to float32 first
 
 
 def test_scaler_is_fitted_on_training_rows_only():

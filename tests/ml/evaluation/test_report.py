@@ -8,7 +8,8 @@ import pytest
 
 from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.evaluation.backtest import run_backtest
-from plus_ultra_ml.evaluation.report import build_report, portfolio_returns, to_markdown, write_report
+from plus_ultra_ml.evaluation.report import (build_report, per_symbol_summary, portfolio_returns, to_markdown,
+                                            write_report)
 
 COSTS = CostConfig(transaction_bps=1.0, slippage_bps=0.5, holding_bps=0.0)
 
@@ -149,3 +150,44 @@ def test_ppo_selection_section_keep_rate_and_test_gain():
     assert table.loc[("fold_b", "0"), "always_ppo_gain_bps"] > 0  # dropping it cost this much on test
     assert "ppo" in report.overall.index and not {"raw__ppo", "selected", "head"} & set(report.overall.index)
     assert "PPO selection" in to_markdown(report, {}) and "np.int64" not in to_markdown(report, {})
+
+
+# --------------------------------------------------------------------------------------------
+# per symbol: whole in a file, summarised in the documents when there are many symbols
+# --------------------------------------------------------------------------------------------
+def test_per_symbol_sharpe_of_a_single_symbol_is_the_portfolio_sharpe():
+    report = build_report(predictions(symbols=("AAA",)), COSTS)
+    for strategy in ("oracle", "noisy", "buy_and_hold"):
+        assert report.per_symbol.loc["AAA", strategy] == pytest.approx(report.overall.loc[strategy, "sharpe"])
+    assert report.per_symbol.loc["AAA", "bars"] == 400
+
+
+def test_a_small_universe_report_has_no_per_symbol_section(tmp_path):
+    report = build_report(predictions(), COSTS)
+    files = write_report(report, tmp_path / "report.md")
+    assert "Per symbol" not in (tmp_path / "report.md").read_text()
+    table = pd.read_parquet(tmp_path / "report_symbols.parquet")  # written whole all the same
+    assert tmp_path / "report_symbols.parquet" in files and list(table["symbol"]) == ["AAA", "BBB", "CCC"]
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_three_hundred_symbols_are_summarised_and_the_full_table_named(tmp_path, suffix):
+    names = tuple(f"S{i:03d}" for i in range(300))
+    pred = predictions(n=60, symbols=names)
+    # one symbol the noisy strategy trades perfectly, one it trades exactly wrong: the two ends of its ranking
+    best, worst = pred.index.get_level_values("symbol") == "S123", pred.index.get_level_values("symbol") == "S042"
+    pred.loc[best, "position__noisy"] = np.sign(pred.loc[best, "next_return"])
+    pred.loc[worst, "position__noisy"] = -np.sign(pred.loc[worst, "next_return"])
+    report = build_report(pred, COSTS)
+    write_report(report, tmp_path / f"report{suffix}")
+    text = (tmp_path / f"report{suffix}").read_text()
+    if suffix == ".md":
+        assert len(text.splitlines()) < 120  # a section per table, none with a row per symbol
+    assert text.count("S1") < 40  # symbol names appear only among the lowest / highest k
+    assert "report_symbols.parquet" in text and "summarised over 300 symbols" in text
+    table = pd.read_parquet(tmp_path / "report_symbols.parquet").set_index("symbol")
+    assert len(table) == 300 and table["noisy"].idxmax() == "S123" and table["noisy"].idxmin() == "S042"
+    summary = per_symbol_summary(report)
+    assert summary.loc["noisy", "highest"].startswith("S123") and summary.loc["noisy", "lowest"].startswith("S042")
+    assert summary.loc["noisy", "min"] <= summary.loc["noisy", "median"] <= summary.loc["noisy", "max"]
+    assert summary.loc["noisy", "symbols"] == 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from plus_ultra_ml.config import FeaturesConfig
 from plus_ultra_ml.features.pipeline import compute_features
@@ -48,3 +49,36 @@ def test_rank_is_a_percentile_with_ties_averaged():
     ranks = cross_sectional_rank(x, groups)
     # bar 0: 1, 2, 2, 3 -> 0, 0.5, 0.5, 1 ; bar 1: 5, 5, nan, 1 -> 0.75, 0.75, nan, 0
     np.testing.assert_allclose(ranks, [0, 0.75, 0.5, 0.75, 0.5, np.nan, 1, 0], equal_nan=True)
+
+
+def _reference_time_groups(panel):
+    """by_time / time_starts / time_codes from the timestamps themselves (np.unique), the definition."""
+    ts = panel.index.get_level_values("timestamp").asi8
+    distinct, codes = np.unique(ts, return_inverse=True)
+    by_time = np.argsort(codes, kind="stable")
+    return codes, by_time, np.searchsorted(codes[by_time], np.arange(len(distinct) + 1))
+
+
+@pytest.mark.parametrize("layout", ["full", "ragged with unused levels", "unsorted levels"])
+def test_time_groups_of_a_ragged_universe_match_their_definition(layout):
+    from plus_ultra_ml.features.pipeline import panel_groups
+
+    panel = make_panel(60, symbols=tuple(f"S{i:02d}" for i in range(30)), indicators=())
+    if layout != "full":  # names that list late and delist early; whole bars nobody trades
+        rng = np.random.default_rng(4)
+        symbol = panel.index.get_level_values("symbol").codes
+        bar = panel.groupby(level="symbol", observed=True).cumcount().to_numpy()
+        first, last = rng.integers(0, 20, 30), rng.integers(40, 60, 30)
+        keep = (bar >= first[symbol]) & (bar <= last[symbol]) & (bar != 30)
+        panel = panel[keep]  # the index keeps every timestamp level, used or not
+        assert len(panel.index.levels[1]) > panel.index.get_level_values("timestamp").nunique()
+    if layout == "unsorted levels":
+        times = panel.index.levels[1]
+        panel.index = panel.index.set_levels(times[::-1], level="timestamp", verify_integrity=False)
+        panel.index = panel.index.set_codes(len(times) - 1 - panel.index.codes[1], level="timestamp")
+        assert not panel.index.levels[1].is_monotonic_increasing
+    groups = panel_groups(panel)
+    codes, by_time, starts = _reference_time_groups(panel)
+    np.testing.assert_array_equal(groups.time_codes, codes)
+    np.testing.assert_array_equal(groups.by_time, by_time)
+    np.testing.assert_array_equal(groups.time_starts, starts)

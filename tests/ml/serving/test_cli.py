@@ -103,3 +103,37 @@ def test_promote_offers_the_supervised_model_and_its_policy(tmp_path, config_fil
              "--registry", str(registry))
     assert ok.exit_code == 0 and "promoted ppo" in ok.output, ok.output
     assert Registry(registry).production().model_kind == "ppo"
+
+
+def _summary(n_symbols: int) -> dict:
+    rng = np.random.default_rng(0)
+    positions = np.clip(rng.normal(0, 0.2, n_symbols), -0.9, 0.9)
+    if n_symbols > 11:
+        positions[7], positions[11] = 1.0, -1.0
+    return {"checkpoint_sha256": "ab" * 32, "data_cutoff": "2024-01-01T00:00:00+00:00", "rows_written": 10,
+            "output": "x.parquet", "out_of_sample_bars": 0, "metrics": {}, "ic": {},
+            "latest": [{"symbol": f"U{i:03d}", "timestamp": "2024-02-01T00:00:00+00:00", "position": float(p),
+                        "forecast_h1": 0.001 * i} for i, p in enumerate(positions)]}
+
+
+@pytest.mark.parametrize("n_symbols", [4, 300])
+def test_predict_prints_latest_signals_whole_for_a_few_symbols_summarised_for_many(tmp_path, n_symbols):
+    from plus_ultra_ml.cli.common import console
+    from plus_ultra_ml.cli.serve_commands import _print_predictions, latest_table
+    from plus_ultra_ml.symbol_summary import TOP_K
+
+    summary = _summary(n_symbols)
+    latest_table(summary, tmp_path / "predictions.parquet")
+    with console.capture() as captured:
+        _print_predictions(summary)
+    text = captured.get()
+    names = {word for word in text.replace(",", " ").split() if word.startswith("U") and word[1:].isdigit()}
+    if n_symbols == 4:
+        assert "latest_table" not in summary and names == {"U000", "U001", "U002", "U003"}
+        assert not (tmp_path / "predictions_latest.csv").exists()
+        return
+    assert len(text.splitlines()) < 16 and len(names) == 2 * TOP_K
+    assert "most long: U007 1.0000" in text and "most short: U011 -1.0000" in text
+    assert summary["latest_table"] == str(tmp_path / "predictions_latest.csv") and summary["latest_table"] in text
+    table = pd.read_csv(summary["latest_table"])
+    assert len(table) == 300 and {"symbol", "timestamp", "position", "forecast_h1"} <= set(table.columns)

@@ -85,3 +85,26 @@ def test_validation_sample_is_fixed_spread_and_binds_only_when_the_segment_is_la
     assert symbols == set(dm.data.symbol_ids[dm.data.ends["val"]].tolist())  # every symbol is represented
     loader_ends = np.concatenate([b["end"].numpy() for b in dm.val_dataloader()])
     np.testing.assert_array_equal(loader_ends, dm.data.timestamps[ends])  # the loader yields exactly the sample
+
+
+def test_shuffled_training_batches_spread_over_symbols_and_read_only_their_windows(monkeypatch):
+    """The training sampler draws window indices (no window is built ahead): one batch reads exactly its
+    own windows, and a batch from a 40-symbol universe holds windows of most symbols."""
+    from plus_ultra_ml.data.windows import WindowDataset
+
+    data = planted_data(n_bars=200, symbols=tuple(f"S{i:02d}" for i in range(40)))
+    cfg = tiny_config()
+    module = WindowDataModule(data.features, build_targets(data.panel, cfg.windows.horizon), cfg.windows,
+                              batch_size=64)
+    module.setup()
+    calls, original = [], WindowDataset.__getitem__
+
+    def counting(self, i):
+        calls.append(int(i))
+        return original(self, i)
+
+    monkeypatch.setattr(WindowDataset, "__getitem__", counting)
+    batch = next(iter(module.train_dataloader()))
+    assert len(calls) == 64 and len(set(calls)) == 64  # windows read = the batch, no materialisation
+    assert len(module.dataset("train")) > 20 * 64  # far more windows exist than one batch read
+    assert len(np.unique(batch["symbol"].numpy())) >= 25  # spread: not one symbol's run of windows
