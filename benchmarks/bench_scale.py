@@ -20,8 +20,9 @@ the default fixture) this times, each stage in its own child process so its memo
 
 and prints one table: wall and CPU seconds and peak RSS (MiB) per stage and size, then the growth
 exponent of CPU time between consecutive sizes (log ratio of CPU seconds over log ratio of rows;
-1.0 is linear). CPU seconds are the figure to read on a shared machine. Peak RSS is VmHWM of each
-child (the parent stays small, so nothing of it is inherited); the line before the table gives the
+1.0 is linear). CPU seconds are the figure to read on a shared machine. Peak RSS is each child's
+ru_maxrss from wait4 (Linux carries a parent's peak across fork + exec; this parent imports nothing
+heavy and holds a few tens of MiB), and for the load chain VmHWM after each step; the line before the table gives the
 peak of a child that only imports the modules, the floor under every row. Nothing here asserts a time.
 
 Usage: python benchmarks/bench_scale.py [--symbols 10 100 500 2000] [--bars 2520] [--intraday]
