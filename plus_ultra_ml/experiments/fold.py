@@ -40,6 +40,7 @@ from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, PO
                                                    SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
+from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
@@ -61,17 +62,20 @@ def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: Train
 
 
 def segment_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData,
-                        segments: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """`model_predictions` of several segments, loading and windowing the model once."""
+                        segments: tuple[str, ...], encoder: RowEncoder | None = None) -> dict[str, pd.DataFrame]:
+    """`model_predictions` of several segments, loading and windowing the model once.
+
+    `encoder`: the checkpoint's states already computed (`FitResult.encoder`); adopted only where the
+    loaded weights and the rebuilt windows equal its own (models/encoder.py), else encoded here."""
     from plus_ultra_ml.checkpoints.supervised import load_checkpoint
     from plus_ultra_ml.checkpoints.windows import policy_windows
-    from plus_ultra_ml.training.evaluate import predict_segment
-    from plus_ultra_ml.training.lit_modules import SupervisedModule
+    from plus_ultra_ml.training.evaluate import segment_frame
 
     model = load_checkpoint(checkpoint)
     windowed = policy_windows(cfg, data, model)
-    module = SupervisedModule(model.net, cfg.train, cfg.costs)
-    return {segment: predict_segment(module, windowed, segment).frame for segment in segments}
+    states = (encoder.adopt(model.net.backbone, windowed) if encoder is not None
+              else RowEncoder.of(model.net.backbone, windowed, cfg.rl.eval_batch_size))
+    return {segment: segment_frame(model.net, states, windowed, segment) for segment in segments}
 
 
 def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int, root: Path,
@@ -84,7 +88,8 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
                            root=root / f"seed{seed}" / "supervised", run_ids=run_ids)
     paths = {"supervised": str(fit.checkpoint)}
     metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith(("test_", "val_"))}
-    segments = segment_predictions(fit.checkpoint, seeded, data, ("train", "test"))
+    # one encoding of every (segment, bar) for this checkpoint: the supervised fit's, reused below and by PPO
+    segments = segment_predictions(fit.checkpoint, seeded, data, ("train", "test"), fit.encoder)
     predicted = segments["test"]
     horizon = sum(1 for c in predicted.columns if c.startswith("forecast_"))
     rows = pd.DataFrame(index=predicted.index)
@@ -99,7 +104,8 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
         from plus_ultra_ml.rl.fit import finetune_checkpoint
 
         say(f"{fold.name} seed {seed}: PPO fine-tuning")
-        policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids)
+        policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids,
+                                     encoder=fit.encoder)
         paths["ppo"] = str(policy.checkpoint)
         metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items()
                         if k.startswith(("test_ppo", "val_ppo", "val_supervised", "best_update", "selection_",

@@ -71,8 +71,7 @@ def test_update_zero_is_the_supervised_head_and_the_best_policy_is_kept(data):
     assert result.validation["ppo"]["sharpe_net"] == max(sharpes)
     # the returned policy is the best one: re-scoring it gives the recorded number
     policy = result.policy
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 512)
+    encoder = RowEncoder.of(policy.net.backbone, data, 512)
     again = score_positions(policy_positions(policy, encoder, data, "val", EnvConfig(COSTS)), data, COSTS)
     assert again["sharpe_net"] == pytest.approx(max(sharpes), abs=1e-9)
     assert math.isfinite(result.validation["buy_and_hold"]["sharpe_net"])
@@ -81,8 +80,7 @@ def test_update_zero_is_the_supervised_head_and_the_best_policy_is_kept(data):
 def test_the_policys_validation_pnl_is_the_envs_pnl(data):
     """The scorer (pandas + numba) and the environment (torch, bar by bar) count the same PnL."""
     policy = ActorCritic(tiny_net(data), EnvConfig(COSTS).state_dim)
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 512)
+    encoder = RowEncoder.of(policy.net.backbone, data, 512)
     positions = policy_positions(policy, encoder, data, "val", EnvConfig(COSTS))
     head = head_positions(policy, encoder, data, "val")
     np.testing.assert_array_equal(positions.rows, head.rows)
