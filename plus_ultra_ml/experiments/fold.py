@@ -9,7 +9,11 @@ selected policy's (rl/select.py, decided on validation): PPO's where it was kept
 it was dropped; PPO's own positions go to `raw__ppo` and the decision to `ppo_kept`. A warm start is allowed only
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
 `checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
-segments. Everything is scored on the test window only, on the bars every strategy has a
+segments. One encoding per bar: the backbone states of every train, validation and test window are
+computed once for the checkpoint, in the supervised fit's own held-out pass (`FitResult.encoder`,
+models/encoder.py), and the fold's model predictions and PPO's rollouts, validation walks and test
+scores read them; each consumer adopts them only after checking the weights and the windowed rows
+are equal. Everything is scored on the test window only, on the bars every strategy has a
 prediction for, in the predictions-frame format of `evaluation.predictions` (one row per (symbol, bar)).
 On a fixture database the oracle's positions (`synthetic.fixture.oracle_reference`) join the same
 rows as ``reference__oracle``, so the report gives every strategy's share of the same-bars oracle.

@@ -31,11 +31,14 @@ exactly this state), after the same weights check.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
 
 
 def _weights(backbone: nn.Module) -> dict[str, Tensor]:
@@ -106,13 +109,21 @@ class RowEncoder:
     def adopt(self, backbone: nn.Module, data) -> RowEncoder:
         """An encoder of `backbone` over `data`'s rows, sharing this cache when the weights and rows are equal."""
         other = RowEncoder.of(backbone, data, self.batch_size)
-        if (self._valid() and _same(_weights(backbone), self._weights) and self.window == other.window
-                and self.features.shape == other.features.shape
-                and (self.features.data_ptr() == other.features.data_ptr()
-                     or np.array_equal(self.features.numpy(), other.features.numpy(), equal_nan=True))
-                and torch.equal(self.symbol_ids, other.symbol_ids)):
-            other._states, other._filled = self._states, self._filled.clone()
+        if not self._valid():
+            why = "this encoder holds no states for its backbone's current weights"
+        elif not _same(_weights(backbone), self._weights):
+            why = "the other backbone's weights differ"
+        elif self.window != other.window or self.features.shape != other.features.shape or not (
+                self.features.data_ptr() == other.features.data_ptr()
+                or np.array_equal(self.features.numpy(), other.features.numpy(), equal_nan=True)):
+            why = "the windowed rows differ"
+        elif not torch.equal(self.symbol_ids, other.symbol_ids):
+            why = "the rows' symbols differ"
+        else:
+            other._states, other._filled = self._states, self._filled.clone()  # the states tensor is shared
             other._weights = self._weights
+            return other
+        logger.info("backbone states not reused (%s): encoding again", why)
         return other
 
     # ---- encoding --------------------------------------------------------------------------

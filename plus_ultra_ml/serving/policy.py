@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from plus_ultra_ml.config import ServiceConfig, config_from_dict
 from plus_ultra_ml.data.windows import Split, WindowedData, build_targets

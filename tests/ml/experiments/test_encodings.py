@@ -28,6 +28,8 @@ from plus_ultra_ml.synthetic.fixture import build_fixture
 from tests.ml.evaluation.test_walkforward_cli import CONFIG, FOLDS
 from tests.ml.training.test_cli import TINY
 
+pytestmark = pytest.mark.slow  # two tiny folds with PPO: ~40 s each on the shared 2-core machine
+
 
 def weights_of(module: torch.nn.Module) -> str:
     digest = hashlib.sha1()
