@@ -20,7 +20,8 @@ batch); on any difference the cache is dropped before anything is read. So an op
 trained backbone (RLConfig.freeze partial or full), `load_state_dict` of other weights or any
 in-place edit re-encodes, while reloading the same weights does not. `adopt` hands the cache to
 another module holding the same weights on the same rows (the deep copy PPO makes of a loaded
-checkpoint): it is shared only when both the weights and the windowed rows are equal.
+checkpoint): it is shared only when both the weights and the windowed rows are equal, and then
+both read the newer rows array, so an equal older copy is not kept alive by the encoder.
 
 `grad=True` is the one uncached path: a differentiable pass for a PPO minibatch when the backbone
 trains. `put` stores states a caller already computed with this backbone on these windows (the
@@ -122,6 +123,8 @@ class RowEncoder:
         else:
             other._states, other._filled = self._states, self._filled.clone()  # the states tensor is shared
             other._weights = self._weights
+            # equal rows: both read the newer array, so the older copy (a fit's own windows) can be freed
+            self.features, self.symbol_ids = other.features, other.symbol_ids
             return other
         logger.info("backbone states not reused (%s): encoding again", why)
         return other

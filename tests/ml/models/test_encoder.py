@@ -93,6 +93,7 @@ def test_a_copy_with_equal_weights_and_rows_adopts_the_cache_and_anything_else_d
     rebuilt = dataclasses.replace(data, features=data.features.copy())  # equal rows, another array
     shared = encoder.adopt(twin.backbone, rebuilt)
     assert torch.equal(shared(rows), states) and shared.encoded_windows == 0
+    assert encoder.features.data_ptr() == shared.features.data_ptr()  # the older equal array is let go
 
     other = tiny_net(data, seed=5)
     fresh = encoder.adopt(other.backbone, data)
