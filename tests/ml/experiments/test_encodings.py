@@ -28,8 +28,6 @@ from plus_ultra_ml.synthetic.fixture import build_fixture
 from tests.ml.evaluation.test_walkforward_cli import CONFIG, FOLDS
 from tests.ml.training.test_cli import TINY
 
-pytestmark = pytest.mark.slow  # two tiny folds with PPO: ~40 s each on the shared 2-core machine
-
 
 def weights_of(module: torch.nn.Module) -> str:
     digest = hashlib.sha1()
@@ -86,7 +84,7 @@ def _fold(tmp_path, cfg, data, fold, counter=None, uncached=False):
 
 
 @pytest.fixture(scope="module")
-def folds(tmp_path_factory):
+def market(tmp_path_factory):
     root = tmp_path_factory.mktemp("encodings")
     db = root / "fixture.db"
     build_fixture(db, FixtureConfig(symbols=("AAA", "BBB"), rows=2000, alt_features=2, seed=3))
@@ -94,17 +92,23 @@ def folds(tmp_path_factory):
                                "rl.eval_batch_size=97"])  # batches that do not line up with the training pass
     data = load_training_data(cfg, db)
     fold = plan_folds(data.panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)[0]
+    return root, cfg, data, fold
+
+
+@pytest.fixture(scope="module")
+def counted(market):
+    """The fold as the library runs it, with every backbone call counted."""
     from plus_ultra_ml.models.registry import build_from_config
 
+    root, cfg, data, fold = market
     backbone_type = type(build_from_config(cfg.model, n_features=3, horizons=1, vocabulary=["A"]).backbone)
     counter = BackboneCounter(backbone_type)
-    cached = _fold(root / "cached", cfg, data, fold, counter=counter)
-    uncached = _fold(root / "uncached", cfg, data, fold, uncached=True)
-    return cfg, data, cached, uncached, counter
+    return _fold(root / "cached", cfg, data, fold, counter=counter), counter
 
 
-def test_each_segment_bar_is_encoded_once_per_checkpoint_with_ppo_frozen(folds):
-    cfg, data, cached, _, counter = folds
+def test_each_segment_bar_is_encoded_once_per_checkpoint_with_ppo_frozen(market, counted):
+    _, cfg, data, _ = market
+    cached, counter = counted
     model = load_checkpoint(cached.checkpoints["supervised"][0])
     windowed = policy_windows(cfg, data, model)
     key = weights_of(model.net.backbone)
@@ -117,8 +121,11 @@ def test_each_segment_bar_is_encoded_once_per_checkpoint_with_ppo_frozen(folds):
     assert "position__ppo" in cached.predictions  # PPO did run
 
 
-def test_positions_and_metrics_equal_those_of_encoding_every_time(folds):
-    _, _, cached, uncached, _ = folds
+@pytest.mark.slow  # a second fold: ~8 s idle, over a minute on the shared machine
+def test_positions_and_metrics_equal_those_of_encoding_every_time(market, counted):
+    root, cfg, data, fold = market
+    cached = counted[0]
+    uncached = _fold(root / "uncached", cfg, data, fold, uncached=True)
     a, b = cached.predictions, uncached.predictions
     assert a.index.equals(b.index) and list(a.columns) == list(b.columns)
     numeric = [c for c in a.columns if pd.api.types.is_float_dtype(a[c])]
