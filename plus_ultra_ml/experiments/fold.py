@@ -77,7 +77,7 @@ def segment_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: Tra
 
     model = load_checkpoint(checkpoint)
     windowed = policy_windows(cfg, data, model)
-    states = (encoder.adopt(model.net.backbone, windowed) if encoder is not None
+    states = (encoder.adopt(model.net.backbone, windowed, cfg.rl.eval_batch_size) if encoder is not None
               else RowEncoder.of(model.net.backbone, windowed, cfg.rl.eval_batch_size))
     return {segment: segment_frame(model.net, states, windowed, segment) for segment in segments}
 

@@ -107,9 +107,10 @@ class RowEncoder:
         """Rows whose state is cached for the current weights."""
         return int(self._filled.sum()) if self._valid() else 0
 
-    def adopt(self, backbone: nn.Module, data) -> RowEncoder:
-        """An encoder of `backbone` over `data`'s rows, sharing this cache when the weights and rows are equal."""
-        other = RowEncoder.of(backbone, data, self.batch_size)
+    def adopt(self, backbone: nn.Module, data, batch_size: int | None = None) -> RowEncoder:
+        """An encoder of `backbone` over `data`'s rows (`batch_size` windows per pass, default this one's),
+        sharing this cache when the weights and rows are equal."""
+        other = RowEncoder.of(backbone, data, batch_size or self.batch_size)
         if not self._valid():
             why = "this encoder holds no states for its backbone's current weights"
         elif not _same(_weights(backbone), self._weights):

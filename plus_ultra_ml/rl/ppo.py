@@ -319,7 +319,7 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
 def _encoder(policy: ActorCritic, data: WindowedData, rl: RLConfig, reuse: RowEncoder | None) -> RowEncoder:
     """The one encoder of the policy's backbone on `data`: `reuse`'s states where they hold for it, else empty."""
     if reuse is not None:
-        return reuse.adopt(policy.net.backbone, data)
+        return reuse.adopt(policy.net.backbone, data, rl.eval_batch_size)
     return RowEncoder.of(policy.net.backbone, data, rl.eval_batch_size)
 
 
