@@ -9,7 +9,11 @@ selected policy's (rl/select.py, decided on validation): PPO's where it was kept
 it was dropped; PPO's own positions go to `raw__ppo` and the decision to `ppo_kept`. A warm start is allowed only
 from a checkpoint whose data cutoff is not after the fold's validation end (checked by
 `checkpoints.backbone.warm_start`, recorded in lineage). The baselines are fitted on exactly the same
-segments. Everything is scored on the test window only, on the bars every strategy has a
+segments. One encoding per bar: the backbone states of every train, validation and test window are
+computed once for the checkpoint, in the supervised fit's own held-out pass (`FitResult.encoder`,
+models/encoder.py), and the fold's model predictions and PPO's rollouts, validation walks and test
+scores read them; each consumer adopts them only after checking the weights and the windowed rows
+are equal. Everything is scored on the test window only, on the bars every strategy has a
 prediction for, in the predictions-frame format of `evaluation.predictions` (one row per (symbol, bar)).
 On a fixture database the oracle's positions (`synthetic.fixture.oracle_reference`) join the same
 rows as ``reference__oracle``, so the report gives every strategy's share of the same-bars oracle.
@@ -40,6 +44,7 @@ from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, PO
                                                    SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
+from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
@@ -61,17 +66,20 @@ def model_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: Train
 
 
 def segment_predictions(checkpoint: str | Path, cfg: ExperimentConfig, data: TrainingData,
-                        segments: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """`model_predictions` of several segments, loading and windowing the model once."""
+                        segments: tuple[str, ...], encoder: RowEncoder | None = None) -> dict[str, pd.DataFrame]:
+    """`model_predictions` of several segments, loading and windowing the model once.
+
+    `encoder`: the checkpoint's states already computed (`FitResult.encoder`); adopted only where the
+    loaded weights and the rebuilt windows equal its own (models/encoder.py), else encoded here."""
     from plus_ultra_ml.checkpoints.supervised import load_checkpoint
     from plus_ultra_ml.checkpoints.windows import policy_windows
-    from plus_ultra_ml.training.evaluate import predict_segment
-    from plus_ultra_ml.training.lit_modules import SupervisedModule
+    from plus_ultra_ml.training.evaluate import segment_frame
 
     model = load_checkpoint(checkpoint)
     windowed = policy_windows(cfg, data, model)
-    module = SupervisedModule(model.net, cfg.train, cfg.costs)
-    return {segment: predict_segment(module, windowed, segment).frame for segment in segments}
+    states = (encoder.adopt(model.net.backbone, windowed, cfg.rl.eval_batch_size) if encoder is not None
+              else RowEncoder.of(model.net.backbone, windowed, cfg.rl.eval_batch_size))
+    return {segment: segment_frame(model.net, states, windowed, segment) for segment in segments}
 
 
 def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int, root: Path,
@@ -84,7 +92,8 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
                            root=root / f"seed{seed}" / "supervised", run_ids=run_ids)
     paths = {"supervised": str(fit.checkpoint)}
     metrics = {f"seed{seed}_supervised_{k}": v for k, v in fit.metrics.items() if k.startswith(("test_", "val_"))}
-    segments = segment_predictions(fit.checkpoint, seeded, data, ("train", "test"))
+    # one encoding of every (segment, bar) for this checkpoint: the supervised fit's, reused below and by PPO
+    segments = segment_predictions(fit.checkpoint, seeded, data, ("train", "test"), fit.encoder)
     predicted = segments["test"]
     horizon = sum(1 for c in predicted.columns if c.startswith("forecast_"))
     rows = pd.DataFrame(index=predicted.index)
@@ -99,7 +108,8 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
         from plus_ultra_ml.rl.fit import finetune_checkpoint
 
         say(f"{fold.name} seed {seed}: PPO fine-tuning")
-        policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids)
+        policy = finetune_checkpoint(seeded, data, fit.checkpoint, root=root / f"seed{seed}" / "ppo", run_ids=run_ids,
+                                     encoder=fit.encoder)
         paths["ppo"] = str(policy.checkpoint)
         metrics.update({f"seed{seed}_ppo_{k}": v for k, v in policy.metrics.items()
                         if k.startswith(("test_ppo", "val_ppo", "val_supervised", "best_update", "selection_",

@@ -94,7 +94,7 @@ def replay_positions(policy: ActorCritic, encoder: RowEncoder, data: WindowedDat
     lengths = rows - starts + 1
     env = TradingEnv(data, segment, env_cfg)
     obs = env.reset(torch.from_numpy(starts), torch.from_numpy(lengths))
-    if encoder.caching and len(rows):  # encode every visited row once, in batches, before the per-bar steps
+    if len(rows):  # encode every visited row once, in batches, before the per-bar steps
         covered = np.zeros(len(data.features) + 1, dtype=np.int64)
         np.add.at(covered, starts, 1)
         np.add.at(covered, rows + 1, -1)

@@ -38,6 +38,7 @@ from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.evaluation.heldout import segment_periods_per_year, sharpe_interval
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
+from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.rl.env import EnvConfig
 from plus_ultra_ml.rl.evaluate import portfolio_pnl
 from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scores
@@ -85,15 +86,19 @@ def finetune_checkpoint(
     root: str | Path | None = None,
     run_ids: RunIds = RunIds(),
     progress: Callable[[UpdateRecord], None] | None = None,
+    encoder: RowEncoder | None = None,
 ) -> PolicyFitResult:
-    """PPO fine-tuning of the supervised checkpoint at `supervised` (see the module docstring)."""
+    """PPO fine-tuning of the supervised checkpoint at `supervised` (see the module docstring).
+
+    `encoder`: backbone states the caller already computed with this checkpoint's weights (the walk-forward
+    fold's, models/encoder.py); used only where the weights and the windowed rows are equal."""
     supervised = Path(supervised)
     model = load_checkpoint(supervised)
     if model.kind != "supervised":
         logger.warning("fine-tuning a %r checkpoint: its position head was not trained for positions", model.kind)
     windowed = policy_windows(cfg, data, model)
     parent_fp = file_fingerprint(supervised)
-    result = finetune(model.net, windowed, cfg.rl, cfg.costs, seed=cfg.seed, progress=progress)
+    result = finetune(model.net, windowed, cfg.rl, cfg.costs, seed=cfg.seed, progress=progress, encoder=encoder)
     metrics = result.metrics()
     # PPO or the head: validation PnL only (the test segment has not been read yet)
     selection = select_policy(portfolio_pnl(result.val_positions, windowed, cfg.costs),
@@ -105,7 +110,7 @@ def finetune_checkpoint(
     logger.info("ppo selection: %s", selection.reason)
     test_positions = None
     if len(windowed.ends.get("test", ())):
-        positions, scores = segment_scores(result.policy, windowed, "test", cfg.rl, cfg.costs)
+        positions, scores = segment_scores(result.policy, windowed, "test", cfg.rl, cfg.costs, result.encoder)
         for who, score in scores.items():
             metrics.update({f"test_{who}_{k}": v for k, v in score.items()})
         low, high = sharpe_interval(portfolio_pnl(positions, windowed, cfg.costs), segment_periods_per_year(windowed))

@@ -11,13 +11,14 @@ policy (evaluation, serving) is tanh(mean). Log-probabilities use the stored pre
 
 So at the start tanh(mean) equals the supervised position head's output exactly, and PPO moves the
 policy from there. What trains (RLConfig.freeze): "frozen", the heads and W_s only, with the
-backbone states computed once per row and cached; "partial", also the backbone's last
+backbone states computed once per row (models/encoder.py); "partial", also the backbone's last
 `partial_units` units (top-level modules in registration order, each block of a ModuleList one
 unit; hybrid_transformer: the final norm and the last block for 2); "full", every weight.
 The backbone always runs in eval mode (no dropout, no symbol dropout): a log-probability must be
 the same function of the weights in the rollout and in the update. It may live on an accelerator
 (`backbone_to`, RLConfig.device); its states come back to the CPU, where the heads and the
-environment's per-bar steps run.
+environment's per-bar steps run. States come only from `models.encoder.RowEncoder` (re-exported
+here): cached per row for the weights they were computed with, dropped the moment those change.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.models.heads import LOG_STD_MAX, LOG_STD_MIN
 from plus_ultra_ml.models.network import PlusUltraNet
+
+__all__ = ["ActorCritic", "Freeze", "PolicyOutput", "RowEncoder", "backbone_units"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +110,6 @@ class ActorCritic(nn.Module):
         return self
 
     # ---- forward pieces ------------------------------------------------------------------
-    def encode(self, windows: Tensor, symbols: Tensor) -> Tensor:
-        """(B, T, F) windows ending at the decision bars, (B,) model symbol ids -> (B, D) last-bar states.
-
-        Runs on the backbone's device; the states come back to the inputs' device (the heads, the
-        environment and the optimiser's per-bar work stay on the CPU)."""
-        device = next(self.net.backbone.parameters()).device
-        return self.net.backbone(windows.to(device), symbols.to(device))[:, -1].to(windows.device)
-
     def backbone_to(self, device: str | torch.device) -> ActorCritic:
         """Put the backbone (only) on `device`: "cpu", "cuda", "cuda:1", ..."""
         self.net.backbone.to(device)
@@ -135,55 +131,3 @@ class ActorCritic(nn.Module):
 
     def std(self) -> float:
         return float(self.net.policy_head.log_std.detach().clamp(LOG_STD_MIN, LOG_STD_MAX).exp().mean())
-
-
-class RowEncoder:
-    """Backbone states of the windows ending at data rows, computed in batches.
-
-    While the backbone does not train, states are cached per row (each window is encoded once per
-    run); otherwise `__call__` recomputes them, with gradients when asked.
-    """
-
-    def __init__(self, policy: ActorCritic, features: Tensor, symbol_ids: Tensor, window: int, batch_size: int):
-        self.policy = policy
-        self.features = features  # (N, F)
-        self.symbol_ids = symbol_ids  # (N,) data codes
-        self.window = window
-        self.batch_size = batch_size
-        self.cache: Tensor | None = None
-        self.cached: Tensor | None = None
-        self.encoded_windows = 0  # windows run through the backbone (a cost counter for reports)
-
-    @property
-    def caching(self) -> bool:
-        return not self.policy.backbone_trains
-
-    def _encode(self, rows: Tensor) -> Tensor:
-        offsets = torch.arange(-self.window + 1, 1)
-        windows = self.features[rows[:, None] + offsets]  # (B, T, F): rows t-T+1..t
-        self.encoded_windows += len(rows)
-        return self.policy.encode(windows, self.symbol_ids[rows] + 1)
-
-    def _batched(self, rows: Tensor) -> Tensor:
-        with torch.no_grad():
-            parts = [self._encode(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
-        return torch.cat(parts) if parts else self.features.new_zeros(0, self.policy.net.backbone.d_model)
-
-    def __call__(self, rows: Tensor, grad: bool = False) -> Tensor:
-        """rows (...,) long -> states (..., D). `grad`: one differentiable pass (a minibatch)."""
-        flat = rows.reshape(-1)
-        if grad:
-            hidden = self._encode(flat)
-        elif not self.caching:
-            hidden = self._batched(flat)
-        else:
-            if self.cache is None:
-                D = self.policy.net.backbone.d_model
-                self.cache = self.features.new_zeros(len(self.features), D)
-                self.cached = torch.zeros(len(self.features), dtype=torch.bool)
-            missing = torch.unique(flat[~self.cached[flat]])
-            if len(missing):
-                self.cache[missing] = self._batched(missing)
-                self.cached[missing] = True
-            hidden = self.cache[flat]
-        return hidden.reshape(*rows.shape, -1)

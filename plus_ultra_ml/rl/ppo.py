@@ -105,6 +105,7 @@ class PPOResult:
     wall_time_s: float
     val_positions: SegmentPositions = field(repr=False, default=None)  # type: ignore[assignment]
     val_head_positions: SegmentPositions = field(repr=False, default=None)  # type: ignore[assignment]
+    encoder: RowEncoder | None = field(repr=False, default=None)  # the run's states (models/encoder.py)
 
     @property
     def improved(self) -> bool:
@@ -239,18 +240,20 @@ def _record(update: int, lr: float, rollout: Rollout | None, stats: dict[str, fl
 
 
 def finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostConfig, *, seed: int,
-             progress: Callable[[UpdateRecord], None] | None = None) -> PPOResult:
+             progress: Callable[[UpdateRecord], None] | None = None, encoder: RowEncoder | None = None) -> PPOResult:
     """PPO on the training segment of `data`, model selection on its validation segment (never test).
 
-    net:  a supervised network (its position head becomes the policy mean); it is copied, not changed.
-    data: windows of the supervised model's split and scaler (rl/fit.py builds them from a checkpoint).
+    net:     a supervised network (its position head becomes the policy mean); it is copied, not changed.
+    data:    windows of the supervised model's split and scaler (rl/fit.py builds them from a checkpoint).
+    encoder: states already computed for `net`'s weights on these rows (the fold's supervised pass);
+             adopted only where the policy's backbone holds the same weights and `data` the same rows.
     """
     with torch_threads(rl.threads):
-        return _finetune(net, data, rl, costs, seed=seed, progress=progress)
+        return _finetune(net, data, rl, costs, seed=seed, progress=progress, encoder=encoder)
 
 
 def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostConfig, *, seed: int,
-              progress: Callable[[UpdateRecord], None] | None) -> PPOResult:
+              progress: Callable[[UpdateRecord], None] | None, encoder: RowEncoder | None) -> PPOResult:
     for segment in ("train", "val"):
         if len(data.ends.get(segment, ())) == 0:
             raise PlusUltraError(f"PPO needs decision bars in the {segment} segment; the windowed data has none")
@@ -259,8 +262,7 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
     env_cfg = EnvConfig.from_config(rl, costs)
     policy = ActorCritic(net, env_cfg.state_dim, rl.freeze, rl.partial_units, rl.init_log_std).eval()
     policy.backbone_to(rl.device)
-    features, symbols = torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long()
-    encoder = RowEncoder(policy, features, symbols, data.window, rl.eval_batch_size)
+    encoder = _encoder(policy, data, rl, encoder)
     env = TradingEnv(data, "train", env_cfg)
     env.valid_starts(rl.steps_per_rollout)  # fail now, with the segment's longest run, if episodes cannot fit
     reward_scale = rl.reward_scale or train_reward_scale(data)
@@ -310,15 +312,23 @@ def _finetune(net: PlusUltraNet, data: WindowedData, rl: RLConfig, costs: CostCo
         validation={"ppo": best_score, "supervised": supervised, "buy_and_hold": buy_and_hold},
         collapse=collapse, reward_scale=reward_scale, env_steps=rl.updates * rl.n_envs * rl.steps_per_rollout,
         wall_time_s=time.perf_counter() - started, val_positions=best_positions, val_head_positions=head_val,
+        encoder=encoder,
     )
 
 
-def segment_scores(policy: ActorCritic, data: WindowedData, segment: str, rl: RLConfig,
-                   costs: CostConfig) -> tuple[SegmentPositions, dict[str, dict[str, float]]]:
+def _encoder(policy: ActorCritic, data: WindowedData, rl: RLConfig, reuse: RowEncoder | None) -> RowEncoder:
+    """The one encoder of the policy's backbone on `data`: `reuse`'s states where they hold for it, else empty."""
+    if reuse is not None:
+        return reuse.adopt(policy.net.backbone, data, rl.eval_batch_size)
+    return RowEncoder.of(policy.net.backbone, data, rl.eval_batch_size)
+
+
+def segment_scores(policy: ActorCritic, data: WindowedData, segment: str, rl: RLConfig, costs: CostConfig,
+                   encoder: RowEncoder | None = None) -> tuple[SegmentPositions, dict[str, dict[str, float]]]:
     """The deterministic policy's positions on `segment` and the scores of PPO, the supervised head
-    and buy-and-hold there (the walk-forward room and the held-out report call this on "test")."""
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, rl.eval_batch_size)
+    and buy-and-hold there (the walk-forward room and the held-out report call this on "test").
+    `encoder`: the run's states (`PPOResult.encoder`), reused where they hold for the policy's weights."""
+    encoder = _encoder(policy, data, rl, encoder)
     env_cfg = EnvConfig.from_config(rl, costs)
     ppy = periods_per_year(data)
     with torch_threads(rl.threads):

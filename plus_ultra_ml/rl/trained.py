@@ -48,8 +48,7 @@ class TrainedPolicy:
                 f"policy's ({len(self.feature_names)} features, window {self.window}); window it with the policy's "
                 "feature_names, scaler and window"
             )
-        encoder = RowEncoder(self.policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                             data.window, batch_size)
+        encoder = RowEncoder.of(self.policy.net.backbone, data, batch_size)
         return policy_positions(self.policy, encoder, data, segment, self.env).to_series(data)
 
 

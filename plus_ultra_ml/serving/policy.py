@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from plus_ultra_ml.config import ServiceConfig, config_from_dict
 from plus_ultra_ml.data.windows import Split, WindowedData, build_targets
@@ -79,7 +78,6 @@ def served_positions(policy: TrainedPolicy, features: pd.DataFrame, panel: pd.Da
         rows = rows[last]
     if not len(rows):
         return pd.Series(np.empty(0), index=features.index[:0], name="position")
-    encoder = RowEncoder(policy.policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids),
-                         data.window, batch_size)
+    encoder = RowEncoder.of(policy.policy.net.backbone, data, batch_size)
     position = replay_positions(policy.policy, encoder, data, SEGMENT, rows, policy.env, bars)
     return pd.Series(position, index=features.index[rows], name="position")

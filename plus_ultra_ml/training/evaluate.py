@@ -4,7 +4,11 @@
 `WindowedData.ends[segment]`, whose inputs and targets lie wholly inside that segment, scaled with
 statistics fitted on the training rows, and returns them as `evaluation.heldout.SegmentPredictions`
 (forecasts in return units at each window's last bar, the position head, the realised targets).
-Scoring them (IC, net Sharpe through the backtester, the baselines) is evaluation/heldout.py.
+The whole window's outputs feed the loss; the frame is read from the last bar's backbone state, and
+with an `encoder` (models/encoder.py) those states are stored so nothing encodes these windows again.
+`segment_frame` is the same frame from an encoder's states alone (no loss): the walk-forward fold's
+train and test predictions. Scoring them (IC, net Sharpe through the backtester, the baselines) is
+evaluation/heldout.py.
 """
 
 from __future__ import annotations
@@ -12,27 +16,80 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from plus_ultra_ml.data.windows import WindowedData
 from plus_ultra_ml.evaluation.heldout import SegmentPredictions
-from plus_ultra_ml.training.lit_modules import SupervisedModule
+from plus_ultra_ml.models.encoder import RowEncoder
+from plus_ultra_ml.models.network import PlusUltraNet
+from plus_ultra_ml.training.lit_modules import SupervisedModule, horizon_scale
+
+
+@torch.no_grad()
+def frame_from_states(net: PlusUltraNet, states: Tensor, data: WindowedData, rows: np.ndarray) -> pd.DataFrame:
+    """The prediction frame at decision rows (M,) from their last-bar backbone states (M, D).
+
+    Columns forecast_1..H (return units: the head's volatility-scaled forecast times vol * sqrt(h)),
+    position, target_1..H, next_return, volatility; index (symbol, timestamp), sorted."""
+    device = net.position_head.linear.weight.device
+    hidden = states.to(device, torch.float32)[:, None, :]  # (M, 1, D)
+    forecast, _ = net.forecast_head(hidden)  # (M, 1, H)
+    vol = torch.from_numpy(data.volatility[rows]).to(device)  # (M,)
+    scale = horizon_scale(vol[:, None], forecast.shape[-1])  # (M, 1, H)
+    forecast = (forecast[:, 0] * scale[:, 0]).double().cpu().numpy()  # (M, H)
+    position = net.position_head(hidden)[:, 0].double().cpu().numpy()  # (M,)
+    target = data.targets[rows].astype(np.float64)  # (M, H)
+    index = pd.MultiIndex.from_arrays(
+        [pd.Categorical.from_codes(data.symbol_ids[rows], categories=data.symbols),
+         pd.to_datetime(data.timestamps[rows], utc=True)], names=["symbol", "timestamp"])
+    columns = {f"forecast_{h + 1}": forecast[:, h] for h in range(forecast.shape[1])}
+    columns["position"] = position
+    columns.update({f"target_{h + 1}": target[:, h] for h in range(target.shape[1])})
+    columns["next_return"] = data.next_return[rows].astype(np.float64)
+    columns["volatility"] = data.volatility[rows].astype(np.float64)
+    return pd.DataFrame(columns, index=index).sort_index()
+
+
+def _segment_rows(data: WindowedData, segment: str) -> np.ndarray:
+    rows = np.asarray(data.ends.get(segment, ()), dtype=np.int64)
+    if len(rows) == 0:
+        raise ValueError(f"segment {segment!r} has no windows to evaluate")
+    return rows
+
+
+def segment_frame(net: PlusUltraNet, encoder: RowEncoder, data: WindowedData, segment: str) -> pd.DataFrame:
+    """`predict_segment`'s frame of `segment` from `encoder`'s states of `net`'s backbone (no loss)."""
+    if encoder.backbone is not net.backbone:
+        raise ValueError("the encoder must encode this network's own backbone")
+    rows = _segment_rows(data, segment)
+    was_training = net.training
+    net.eval()
+    try:
+        return frame_from_states(net, encoder(torch.from_numpy(rows)), data, rows)
+    finally:
+        net.train(was_training)
 
 
 def predict_segment(module: SupervisedModule, data: WindowedData, segment: str = "test",
-                    batch_size: int = 512) -> SegmentPredictions:
-    """Run `module.model_step` over every window of `segment` (no gradient, eval mode)."""
+                    batch_size: int = 512, encoder: RowEncoder | None = None) -> SegmentPredictions:
+    """Run `module.model_step` over every window of `segment` (no gradient, eval mode).
+
+    `encoder`: an encoder of `module.net.backbone` over `data`'s rows; the last-bar states of this pass
+    are stored in it (they are exactly the states it would compute)."""
+    if encoder is not None and (encoder.backbone is not module.net.backbone
+                                or encoder.features.data_ptr() != torch.from_numpy(data.features).data_ptr()):
+        raise ValueError("the encoder must encode this module's backbone over these windows' rows")
+    rows = _segment_rows(data, segment)
     dataset = data.dataset(segment)
-    if len(dataset) == 0:
-        raise ValueError(f"segment {segment!r} has no windows to evaluate")
     device = module.device
     was_training = module.training
     module.eval()
-    chunks: dict[str, list[np.ndarray]] = {}
+    states: list[Tensor] = []
     total, parts, count = 0.0, {}, 0
     try:
         with torch.no_grad():
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):  # in the order of `rows`
                 batch = {k: v.to(device) for k, v in batch.items()}
                 step = module.model_step(batch)
                 n = len(batch["x"])
@@ -40,28 +97,11 @@ def predict_segment(module: SupervisedModule, data: WindowedData, segment: str =
                 for name, value in step.parts.items():
                     parts[name] = parts.get(name, 0.0) + float(value) * n
                 count += n
-                out = {
-                    "forecast": (step.output.forecast[:, -1] * step.scale[:, -1]).double(),  # (B, H)
-                    "position": step.output.position[:, -1].double(),  # (B,)
-                    "target": batch["y"][:, -1].double(),  # (B, H)
-                    "next_return": batch["r"][:, -1].double(),
-                    "volatility": batch["vol"][:, -1].double(),
-                    "symbol": batch["symbol"],
-                    "end": batch["end"],
-                }
-                for key, value in out.items():
-                    chunks.setdefault(key, []).append(value.cpu().numpy())
+                states.append(step.output.hidden[:, -1].cpu())  # (B, D)
+            hidden = torch.cat(states)  # (M, D)
+            if encoder is not None:
+                encoder.put(torch.from_numpy(rows), hidden)
+            frame = frame_from_states(module.net, hidden, data, rows)
     finally:
         module.train(was_training)
-    cat = {k: np.concatenate(v) for k, v in chunks.items()}
-    H = cat["forecast"].shape[1]
-    index = pd.MultiIndex.from_arrays(
-        [pd.Categorical.from_codes(cat["symbol"], categories=data.symbols),
-         pd.to_datetime(cat["end"], utc=True)], names=["symbol", "timestamp"])
-    columns = {f"forecast_{h + 1}": cat["forecast"][:, h] for h in range(H)}
-    columns["position"] = cat["position"]
-    columns.update({f"target_{h + 1}": cat["target"][:, h] for h in range(H)})
-    columns["next_return"] = cat["next_return"]
-    columns["volatility"] = cat["volatility"]
-    frame = pd.DataFrame(columns, index=index).sort_index()
     return SegmentPredictions(frame, total / count, {k: v / count for k, v in parts.items()}, segment)

@@ -48,6 +48,7 @@ from plus_ultra_ml.data.windows import Split, build_targets
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation.heldout import baseline_metrics, heldout_metrics, segment_periods_per_year
 from plus_ultra_ml.lineage import LineageRecord, code_version, now_utc
+from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.threads import torch_threads
@@ -83,6 +84,8 @@ class FitResult:
     metrics: dict[str, float]  # flat: test_* (held-out), baseline_* (same windows), val_* (best epoch)
     run_dir: Path
     warnings: list[str] = field(default_factory=list)  # diagnostics warnings raised during training
+    # the checkpoint's backbone states of every train/val/test window (models/encoder.py), for the fold to reuse
+    encoder: RowEncoder | None = field(default=None, repr=False, compare=False)
 
     @property
     def wandb_run_id(self) -> str | None:
@@ -396,12 +399,14 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
     metrics: dict[str, float] = {f"{monitor.replace('/', '_')}_best": _best_score(run.best) or float("nan")}
     ppy = segment_periods_per_year(dm.data)  # the panel calendars' bars per year, carried by the windows
     # the forecast -> position mapping is fitted on the training windows' forecasts only
-    train_forecast = predict_segment(module, dm.data, "train", dm.eval_batch_size).frame["forecast_1"].to_numpy()
-    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size), cfg.costs, ppy,
-                                 train_forecast)
+    encoder = RowEncoder.of(module.net.backbone, dm.data, dm.eval_batch_size)  # the best weights' states, kept
+    train_forecast = predict_segment(module, dm.data, "train", dm.eval_batch_size,
+                                     encoder).frame["forecast_1"].to_numpy()
+    validation = heldout_metrics(predict_segment(module, dm.data, "val", dm.eval_batch_size, encoder), cfg.costs,
+                                 ppy, train_forecast)
     metrics.update({f"val_{k}": v for k, v in validation.items()})
     if "test" in dm.data.ends and len(dm.data.ends["test"]):
-        test = predict_segment(module, dm.data, "test", dm.eval_batch_size)
+        test = predict_segment(module, dm.data, "test", dm.eval_batch_size, encoder)
         oracle = oracle_reference(data.panel, data.db_path, cfg.costs)  # None unless the database is a fixture
         metrics.update({f"test_{k}": v for k, v in heldout_metrics(test, cfg.costs, ppy, train_forecast,
                                                                     oracle=oracle).items()})
@@ -416,5 +421,5 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
     path = write_checkpoint(run_dir / ARTIFACT, kind="supervised", net=module.net, feature_names=dm.feature_names,
                             scaler=dm.scaler, window=cfg.windows.window, horizon=cfg.windows.horizon, lineage=lineage)
     logger.info("supervised checkpoint written to %s (held-out IC next bar %s)", path, metrics.get("test_ic_next_bar"))
-    return FitResult(path, lineage, metrics, run_dir, list(diagnostics.warnings) if diagnostics else [])
+    return FitResult(path, lineage, metrics, run_dir, list(diagnostics.warnings) if diagnostics else [], encoder)
 

@@ -137,7 +137,7 @@ def test_observation_never_reads_the_future(seed):
         with torch.no_grad():
             for obs in observations:
                 windows = env.windows(obs.row)
-                out = policy(policy.encode(windows, obs.symbol), obs.state())
+                out = policy(policy.net.backbone(windows, obs.symbol)[:, -1], obs.state())
                 per_step.append((windows, obs.state(), out.mean, out.value))
         return rewards, per_step
 

@@ -75,8 +75,7 @@ def test_freeze_modes_choose_what_trains(data, freeze):
 def test_a_gradient_reaches_every_trainable_weight_in_full_mode(data):
     policy = ActorCritic(_trained_head(tiny_net(data)), STATE, freeze="full")
     rows = torch.from_numpy(data.ends["train"][:16])
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 8)
+    encoder = RowEncoder.of(policy.net.backbone, data, 8)
     hidden = encoder(rows, grad=True)
     out = policy(hidden, torch.randn(16, STATE))
     (out.mean.sum() + out.value.sum() + out.log_std.sum()).backward()
@@ -93,13 +92,12 @@ def test_backbone_runs_in_eval_mode_even_while_training(data):
 
 def test_cached_states_equal_fresh_ones(data):
     policy = ActorCritic(tiny_net(data), STATE, freeze="frozen")
-    args = (policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(), data.window, 7)
-    cached = RowEncoder(*args)
+    cached = RowEncoder.of(policy.net.backbone, data, 7)
     rows = torch.from_numpy(data.ends["train"][[5, 9, 5, 200, 31]]).reshape(1, 5)
     first = cached(rows)
     again = cached(rows)
-    assert cached.caching and cached.encoded_windows == 4  # each distinct window encoded once
-    fresh = RowEncoder(*args)
+    assert cached.encoded_windows == 4 and cached.cached_rows == 4  # each distinct window encoded once
+    fresh = RowEncoder.of(policy.net.backbone, data, 7)
     fresh_states = fresh(rows, grad=True).detach()
     assert first.shape == (1, 5, policy.net.backbone.d_model)
     torch.testing.assert_close(first, fresh_states)

@@ -71,8 +71,7 @@ def test_update_zero_is_the_supervised_head_and_the_best_policy_is_kept(data):
     assert result.validation["ppo"]["sharpe_net"] == max(sharpes)
     # the returned policy is the best one: re-scoring it gives the recorded number
     policy = result.policy
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 512)
+    encoder = RowEncoder.of(policy.net.backbone, data, 512)
     again = score_positions(policy_positions(policy, encoder, data, "val", EnvConfig(COSTS)), data, COSTS)
     assert again["sharpe_net"] == pytest.approx(max(sharpes), abs=1e-9)
     assert math.isfinite(result.validation["buy_and_hold"]["sharpe_net"])
@@ -81,8 +80,7 @@ def test_update_zero_is_the_supervised_head_and_the_best_policy_is_kept(data):
 def test_the_policys_validation_pnl_is_the_envs_pnl(data):
     """The scorer (pandas + numba) and the environment (torch, bar by bar) count the same PnL."""
     policy = ActorCritic(tiny_net(data), EnvConfig(COSTS).state_dim)
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 512)
+    encoder = RowEncoder.of(policy.net.backbone, data, 512)
     positions = policy_positions(policy, encoder, data, "val", EnvConfig(COSTS))
     head = head_positions(policy, encoder, data, "val")
     np.testing.assert_array_equal(positions.rows, head.rows)
@@ -146,3 +144,32 @@ def test_only_the_configured_weights_move(data, freeze):
         assert moved - in_last  # weights below the last unit train too
     assert not torch.equal(result.policy.net.policy_head.mean.weight, net.position_head.linear.weight)
     assert torch.equal(result.policy.net.position_head.linear.weight, net.position_head.linear.weight)
+
+
+@pytest.mark.parametrize("freeze", ["frozen", "partial"])
+def test_states_handed_to_ppo_are_reused_only_while_the_backbone_keeps_their_weights(data, freeze):
+    """PPO given the supervised net's states of every bar: frozen, it encodes nothing again; partial, the
+    states go with the first update, so every recorded score is the returned policy's own."""
+    from plus_ultra_ml.rl.ppo import segment_scores
+
+    net = tiny_net(data)
+    given = RowEncoder.of(net.backbone, data, 512)
+    given(torch.from_numpy(np.concatenate([data.ends[s] for s in ("train", "val", "test")])))
+    rl = fast_rl(updates=2, freeze=freeze, partial_units=1, lr=1e-2, include_initial=False,
+                 selection={"candidate": "last"})
+    result = finetune(net, data, rl, COSTS, seed=0, encoder=given)
+    moved = any(not torch.equal(p, q) for p, q in zip(result.policy.net.backbone.parameters(),
+                                                       net.backbone.parameters()))
+    assert moved == (freeze == "partial")
+    fresh = RowEncoder.of(result.policy.net.backbone, data, 512)
+    val = policy_positions(result.policy, fresh, data, "val", EnvConfig(COSTS))
+    np.testing.assert_allclose(result.val_positions.position, val.position, atol=1e-6)
+    assert score_positions(val, data, COSTS)["sharpe_net"] == pytest.approx(result.validation["ppo"]["sharpe_net"],
+                                                                             abs=1e-6)
+    test, _ = segment_scores(result.policy, data, "test", rl, COSTS, result.encoder)
+    np.testing.assert_allclose(test.position, policy_positions(result.policy, fresh, data, "test",
+                                                                 EnvConfig(COSTS)).position, atol=1e-6)
+    if freeze == "frozen":
+        assert result.encoder.encoded_windows == 0  # every state came from the supervised net's pass
+    else:
+        assert result.encoder.encoded_windows > 0

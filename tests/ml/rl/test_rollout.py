@@ -52,8 +52,7 @@ def test_lambda_one_gives_discounted_returns_minus_value():
 def test_rollout_records_the_actions_their_log_probs_and_the_canonical_pnl():
     data = planted_data()
     policy = ActorCritic(tiny_net(data), EnvConfig(COSTS).state_dim, init_log_std=0.0)
-    encoder = RowEncoder(policy, torch.from_numpy(data.features), torch.from_numpy(data.symbol_ids).long(),
-                         data.window, 256)
+    encoder = RowEncoder.of(policy.net.backbone, data, 256)
     env = TradingEnv(data, "train", EnvConfig(COSTS))
     rollout = collect_rollout(env, policy, encoder, n_envs=6, steps=20, reward_scale=100.0, gamma=0.8,
                               gae_lambda=0.9, generator=torch.Generator().manual_seed(0))
