@@ -30,7 +30,8 @@ Definitions (per date t, over the names with a finite score and next return at t
                             n_bottom; summed over sectors it is the spread at t, so the sectors'
                             mean contributions add up to the mean spread exactly.
 
-A universe (`is_universe`): more than `symbol_summary.MANY_SYMBOLS` symbols, or sectors known. Only
+A universe (`is_universe`): more than `symbol_summary.MANY_SYMBOLS` symbols, or at least two distinct
+sectors known (the small fixture labels every symbol "synthetic": one sector is no universe). Only
 then does the report lead with this; a few single series keep the report they had.
 """
 
@@ -50,9 +51,9 @@ MIN_SECTOR_NAMES = 3  # names a sector needs at a date for its per-date IC
 BOOTSTRAP_RESAMPLES = 500
 
 
-def is_universe(n_symbols: int, has_sectors: bool = False) -> bool:
-    """True for a universe run: more than MANY_SYMBOLS symbols, or the panel has sectors."""
-    return many_symbols(n_symbols) or has_sectors
+def is_universe(n_symbols: int, n_sectors: int = 0) -> bool:
+    """True for a universe run: more than MANY_SYMBOLS symbols, or at least two distinct sectors."""
+    return many_symbols(n_symbols) or n_sectors >= 2
 
 
 def _wide(series: pd.Series) -> pd.DataFrame:

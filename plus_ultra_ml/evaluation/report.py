@@ -24,7 +24,7 @@ fold) is given. A reference is not a strategy: it is not a row of `overall`, and
 the trial count, the paired comparisons and everything the promotion gate reads.
 
 Cross-section (`Report.cross_section`, evaluation/cross_section.py), only for a universe (more than
-`symbol_summary.MANY_SYMBOLS` symbols, or a ``sector`` column): every scored strategy's per-date IC,
+`symbol_summary.MANY_SYMBOLS` symbols, or a ``sector`` column with two sectors or more): every scored strategy's per-date IC,
 rank IC and ICIR with 95% block-bootstrap intervals as the report's headline; quantile (decile by
 default, `build_report(quantiles=...)`) portfolio returns, the top-minus-bottom spread (gross) with
 its Sharpe and interval, top / bottom bucket turnover, and a chart; with sectors, the IC per sector
@@ -225,8 +225,8 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
 
 def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int) -> CrossSection | None:
     """The cross-sectional evaluation of the model's forecast__h1 and every signal__, on a universe only."""
-    has_sectors = SECTOR in frame and bool(frame[SECTOR].notna().any())
-    if not is_universe(frame.index.get_level_values("symbol").nunique(), has_sectors):
+    n_sectors = int(frame[SECTOR].nunique()) if SECTOR in frame else 0
+    if not is_universe(frame.index.get_level_values("symbol").nunique(), n_sectors):
         return None
     columns = {s: SIGNAL + s for s in signals_of(frame)}
     if FORECAST + "h1" in frame:
@@ -235,7 +235,7 @@ def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int) -
         return None
     wide = frame[[*columns.values(), "next_return"]].set_axis([*columns, "next_return"], axis=1)
     wide = wide.groupby(level=["symbol", "timestamp"], observed=True).mean()  # several seeds: their mean score
-    sectors = frame[SECTOR].groupby(level="symbol", observed=True).first() if has_sectors else None
+    sectors = frame[SECTOR].groupby(level="symbol", observed=True).first() if n_sectors >= 2 else None
     return evaluate_cross_section(wide[list(columns)], wide["next_return"], ppy, quantiles=quantiles,
                                   sectors=sectors, seed=seed)
 

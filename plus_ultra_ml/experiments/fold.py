@@ -140,7 +140,7 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
     if oracle is not None:  # a reference on the same rows, not a strategy (evaluation.oracle)
         predictions[REFERENCE + "oracle"] = oracle.reindex(predictions.index).to_numpy()
     sectors = database_sectors(data.db_path)
-    if sectors:  # assets.sector, for the report's per-sector attribution of a universe
+    if len(set(sectors.values())) >= 2:  # assets.sector, for a universe's per-sector attribution (one label: none)
         symbols = predictions.index.get_level_values("symbol").astype(str)
         predictions[SECTOR] = pd.Series(symbols.map(sectors), index=predictions.index).astype(object)
     if regimes is not None:

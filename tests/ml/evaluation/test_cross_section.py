@@ -162,6 +162,8 @@ def test_a_few_symbols_keep_their_report():
     assert "cross-sectional IC" not in text and "Quantile portfolios" not in text
     assert "quantile_spread" not in figures(report)
     assert build_report(predictions(5, sectors=True), CostConfig()).cross_section is not None  # sectors: a universe
+    one_sector = predictions(5, sectors=False).assign(sector="synthetic")  # the small fixture's one label
+    assert build_report(one_sector, CostConfig()).cross_section is None
 
 
 # --------------------------------------------------------------------------------------------
