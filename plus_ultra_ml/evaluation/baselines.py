@@ -26,6 +26,22 @@
   benchmarks use), early-stopped on the validation segment, never on test; `num_threads` from
   `baselines.num_threads` (default 1).
 
+Cross-sectional baselines (scores that rank names against each other at each date; added by
+`run_baselines` by default only for a universe, `cross_section.is_universe`; any can be named):
+* xs_ridge / xs_lightgbm: ridge / LightGBM on the pooled (date, name) training rows of the same
+  features, predicting the per-date rank of the next-bar log return among the names with one at
+  that date, centred to (-0.5, 0.5) (`per_date_rank`): the label sees only other names' returns at
+  the same date, so it is a training row's own future and nothing else. LightGBM early-stops on the
+  validation rows (same label), never on test.
+* momentum_12_1: the 12-1 month momentum of the factor literature, in bars of the daily calendar:
+  log close[t - 21] - log close[t - 252] (bars <= t; NaN until 252 bars exist). Daily data only:
+  on intraday bars `run_baselines` leaves it out (a month is not 21 bars there).
+* reversal_1m: the 1-month reversal, minus the last 21 bars' log return, log close[t - 21] - log close[t].
+* the equal-weight universe is universe_buy_and_hold above.
+Their forecast (the signal__ column) is the raw score; their position is `ForecastPositions` of
+the score demeaned per date (names against each other, not a bet on the market), fitted on the
+training rows' demeaned scores.
+
 A training row is a bar in the training segment whose next-bar target bar is in it too (the
 purge). Every forecaster's forecast becomes a position through `ForecastPositions`, fitted on its
 training forecasts only (see there: a constant or near-constant forecast maps to a near-flat
@@ -49,6 +65,9 @@ from plus_ultra_ml.data.windows import Split, Targets
 from plus_ultra_ml.errors import PlusUltraError
 
 BASELINES = ("buy_and_hold", "universe_buy_and_hold", "persistence", "vol_target", "momentum", "mean_reversion", "ridge", "lightgbm")
+CROSS_SECTIONAL_BASELINES = ("xs_ridge", "xs_lightgbm", "momentum_12_1", "reversal_1m")
+MONTH_BARS = 21  # one month of daily sessions
+YEAR_BARS = 252  # one year of daily sessions
 POSITION_SCALE_STDS = 2.0  # a forecast this many training stds above the training mean is full exposure
 
 
@@ -234,12 +253,102 @@ def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: st
                          features.index[rows])
 
 
+def per_date_rank(values: pd.Series) -> pd.Series:
+    """Per timestamp, the average rank of each finite value among that timestamp's, scaled to
+    (-0.5, 0.5): (rank - 0.5) / n - 0.5. NaN stays NaN; a date with one value gives 0."""
+    times = values.index.get_level_values("timestamp")
+    grouped = values.groupby(times)
+    return (grouped.rank(method="average") - 0.5) / grouped.transform("count") - 0.5
+
+
+def _demeaned_per_date(values: pd.Series) -> pd.Series:
+    return values - values.groupby(values.index.get_level_values("timestamp")).transform("mean")
+
+
+def _xs_positions(name: str, score: pd.Series, split: Split, segment: str) -> BaselineResult:
+    """Score -> position through `ForecastPositions` of the per-date demeaned score, fitted on training rows."""
+    relative = _demeaned_per_date(score)
+    train = segment_mask(score.index, split, "train")
+    rows = _bars_of(score.index, split, segment)
+    mapping = ForecastPositions.fit(relative[train].to_numpy())
+    position = mapping.transform(relative[rows].to_numpy())
+    return BaselineResult(name, pd.Series(position, index=score.index[rows]), score[rows])
+
+
+def momentum_12_1(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
+    """12-1 month momentum: log close[t - 21] - log close[t - 252] (daily bars, module docstring)."""
+    log_close = np.log(close)
+    by_symbol = log_close.groupby(level="symbol", observed=True, sort=False)
+    return _xs_positions("momentum_12_1", by_symbol.shift(MONTH_BARS) - by_symbol.shift(YEAR_BARS), split, segment)
+
+
+def reversal_1m(close: pd.Series, split: Split, segment: str = "test") -> BaselineResult:
+    """1-month reversal: minus the last 21 bars' log return."""
+    return _xs_positions("reversal_1m", -_trailing_return(close, MONTH_BARS), split, segment)
+
+
+def _xs_design(features: pd.DataFrame, targets: Targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = features.to_numpy(dtype=np.float32)
+    y = per_date_rank(targets.forward["fwd_1"]).to_numpy(dtype=np.float64)
+    ok = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    return x, y, ok
+
+
+def xs_ridge(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
+             alpha: float = 10.0) -> BaselineResult:
+    """Ridge on pooled (date, name) training rows predicting the per-date rank of the next return."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, ok = _xs_design(features, targets)
+    train = ok & segment_mask(features.index, split, "train")
+    model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x[train], y[train])
+    usable = np.isfinite(x).all(axis=1)
+    score = np.full(len(x), np.nan)  # no features: no view (NaN score, flat position)
+    score[usable] = model.predict(x[usable])
+    return _xs_positions("xs_ridge", pd.Series(score, index=features.index), split, segment)
+
+
+def xs_lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
+                seed: int = 0, rounds: int = 400, num_threads: int = 1) -> BaselineResult:
+    """LightGBM on pooled (date, name) training rows predicting the per-date rank, early-stopped on validation."""
+    import lightgbm as lgb
+
+    x, y, ok = _xs_design(features, targets)
+    train = ok & segment_mask(features.index, split, "train")
+    val = ok & segment_mask(features.index, split, "val")
+    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 200,
+              "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
+              "seed": seed, "deterministic": True, "num_threads": num_threads, "verbosity": -1}
+    booster = lgb.train(
+        params, lgb.Dataset(x[train], y[train]), num_boost_round=rounds,
+        valid_sets=[lgb.Dataset(x[val], y[val])], callbacks=[lgb.early_stopping(30, verbose=False)],
+    )
+    score = booster.predict(x, num_iteration=booster.best_iteration)  # NaN features: LightGBM's missing branch
+    return _xs_positions("xs_lightgbm", pd.Series(score, index=features.index), split, segment)
+
+
+def default_baselines(panel: pd.DataFrame) -> tuple[str, ...]:
+    """BASELINES, plus the cross-sectional ones on a universe (momentum_12_1 only on daily bars)."""
+    from plus_ultra_ml.data.calendar import bar_spacing, is_daily
+    from plus_ultra_ml.evaluation.cross_section import is_universe
+
+    if not is_universe(panel.index.get_level_values("symbol").nunique()):
+        return BASELINES
+    daily = is_daily(bar_spacing(panel.index.get_level_values("timestamp")))
+    return BASELINES + tuple(n for n in CROSS_SECTIONAL_BASELINES if daily or n != "momentum_12_1")
+
+
 def run_baselines(panel: pd.DataFrame, features: pd.DataFrame, targets: Targets, split: Split,
-                  segment: str = "test", seed: int = 0, names: tuple[str, ...] = BASELINES,
+                  segment: str = "test", seed: int = 0, names: tuple[str, ...] | None = None,
                   config: BaselinesConfig = BaselinesConfig()) -> dict[str, BaselineResult]:
-    unknown = [n for n in names if n not in BASELINES]
+    """The named baselines (None: `default_baselines(panel)`) on `segment`'s bars."""
+    names = default_baselines(panel) if names is None else names
+    known = BASELINES + CROSS_SECTIONAL_BASELINES
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise PlusUltraError(f"unknown baseline(s) {unknown}; the baselines are {list(BASELINES)}")
+        raise PlusUltraError(f"unknown baseline(s) {unknown}; the baselines are {list(known)}")
     close = panel["close"]
     makers = {
         "buy_and_hold": lambda: buy_and_hold(close, split, segment),
@@ -251,5 +360,10 @@ def run_baselines(panel: pd.DataFrame, features: pd.DataFrame, targets: Targets,
         "ridge": lambda: ridge(features, targets, split, segment),
         "lightgbm": lambda: lightgbm(features, targets, split, segment, seed=seed,
                                      num_threads=config.num_threads),
+        "xs_ridge": lambda: xs_ridge(features, targets, split, segment),
+        "xs_lightgbm": lambda: xs_lightgbm(features, targets, split, segment, seed=seed,
+                                           num_threads=config.num_threads),
+        "momentum_12_1": lambda: momentum_12_1(close, split, segment),
+        "reversal_1m": lambda: reversal_1m(close, split, segment),
     }
     return {name: makers[name]() for name in names}

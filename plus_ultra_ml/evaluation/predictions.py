@@ -13,6 +13,8 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
                            it by IC against target__h1, which is scale-free
     target__h<k>           optional realised k-bar forward log returns (for IC)
     regime__<name>         optional regime labels at bar t (for attribution)
+    sector                 optional, the symbol's assets.sector (a universe's per-sector attribution,
+                           evaluation/cross_section.py); NaN where unknown
     reference__<name>      optional positions of a reference that is not a strategy (the fixture's
                            oracle, evaluation.oracle): scored on the same rows as the strategies,
                            and kept out of every ranking, trial count, paired comparison and gate
@@ -41,6 +43,7 @@ PERIODS_PER_YEAR = "periods_per_year"  # predictions.attrs key: the panel calend
 RAW = "raw__"  # a strategy's positions before a selection replaced them (raw__ppo)
 PPO_KEPT = "ppo_kept"
 REFERENCE = "reference__"
+SECTOR = "sector"
 
 
 def strategies_of(predictions: pd.DataFrame) -> list[str]:

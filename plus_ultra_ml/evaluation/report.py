@@ -23,6 +23,13 @@ strategy's ``share_of_oracle`` (its net Sharpe / the oracle's on the same bars, 
 fold) is given. A reference is not a strategy: it is not a row of `overall`, and is left out of
 the trial count, the paired comparisons and everything the promotion gate reads.
 
+Cross-section (`Report.cross_section`, evaluation/cross_section.py), only for a universe (more than
+`symbol_summary.MANY_SYMBOLS` symbols, or a ``sector`` column with two sectors or more): every scored strategy's per-date IC,
+rank IC and ICIR with 95% block-bootstrap intervals as the report's headline; quantile (decile by
+default, `build_report(quantiles=...)`) portfolio returns, the top-minus-bottom spread (gross) with
+its Sharpe and interval, top / bottom bucket turnover, and a chart; with sectors, the IC per sector
+and each sector's contribution to the spread. A report of a few series has none of it.
+
 Per symbol (`Report.per_symbol`): each strategy's net Sharpe on each symbol's own path (seeds
 averaged per bar), always written whole beside the report as ``<stem>_symbols.parquet``. With more
 than `symbol_summary.MANY_SYMBOLS` symbols the documents show it summarised (min / median / max and
@@ -48,8 +55,10 @@ from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_ye
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
+from plus_ultra_ml.evaluation.cross_section import (DEFAULT_QUANTILES, CrossSection, evaluate_cross_section,
+                                                    is_universe)
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
-                                                   SIGNAL, TARGET, references_of, signals_of, strategies_of,
+                                                   SECTOR, SIGNAL, TARGET, references_of, signals_of, strategies_of,
                                                    with_defaults)
 from plus_ultra_ml.symbol_summary import TOP_K, many_symbols, summarise, write_symbol_table
 
@@ -107,6 +116,7 @@ class Report:
     ppo_selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold, seed) x PPO kept?, test cost/gain
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold or "all", reference) x sharpe, interval, bars
     per_symbol: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol x (bars, net Sharpe of each strategy)
+    cross_section: CrossSection | None = None  # a universe's per-date IC, quantile portfolios, sectors
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -124,6 +134,14 @@ class Report:
                   "value": float(v)} for (f, sd), row in self.ppo_selection.iterrows() for m, v in row.items()]
         rows += [{"scope": "reference", "fold": f, "strategy": s, "metric": m, "value": float(v)}
                  for (f, s), row in self.references.iterrows() for m, v in row.items()]
+        if self.cross_section is not None:
+            cs = self.cross_section
+            rows += [{"scope": "cross_section_ic", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                     for s, row in cs.ic.iterrows() for m, v in row.items()]
+            rows += [{"scope": "quantiles", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                     for s, row in cs.buckets.iterrows() for m, v in row.items()]
+            rows += [{"scope": "sector", "fold": "all", "strategy": c.split(":")[0], "metric": f"{sector}:{c.split(':')[1]}",
+                      "value": float(v)} for sector, row in cs.sectors.iterrows() for c, v in row.items()]
         return pd.DataFrame(rows)
 
 
@@ -153,7 +171,7 @@ def report_periods_per_year(predictions: pd.DataFrame, periods_per_year: float |
 
 def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
                  periods_per_year: float | None = None, benchmark: pd.Series | None = None,
-                 n_trials: int | None = None, seed: int = 0) -> Report:
+                 n_trials: int | None = None, seed: int = 0, quantiles: int = DEFAULT_QUANTILES) -> Report:
     frame = with_defaults(predictions)
     times = frame.index.get_level_values("timestamp")
     ppy = report_periods_per_year(frame, periods_per_year)
@@ -193,11 +211,33 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                      "share_of_oracle = net Sharpe / the oracle's on the same bars.")
     per_seed = _per_seed(frame, costs, strategies, ppy)
     forecasts, target = _strategy_forecasts(frame)
+    cross_section = _cross_section(frame, ppy, quantiles, seed)
+    if cross_section is not None:
+        notes.append(f"a universe: per-date cross-sectional IC is the headline; {quantiles} quantile portfolios of "
+                     "each score per date (equal weight, gross of costs), top minus bottom the spread.")
     return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
                   paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy),
-                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy))
+                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy),
+                  cross_section=cross_section)
+
+
+def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int) -> CrossSection | None:
+    """The cross-sectional evaluation of the model's forecast__h1 and every signal__, on a universe only."""
+    n_sectors = int(frame[SECTOR].nunique()) if SECTOR in frame else 0
+    if not is_universe(frame.index.get_level_values("symbol").nunique(), n_sectors):
+        return None
+    columns = {s: SIGNAL + s for s in signals_of(frame)}
+    if FORECAST + "h1" in frame:
+        columns = {MODEL: FORECAST + "h1", **columns}
+    if not columns:
+        return None
+    wide = frame[[*columns.values(), "next_return"]].set_axis([*columns, "next_return"], axis=1)
+    wide = wide.groupby(level=["symbol", "timestamp"], observed=True).mean()  # several seeds: their mean score
+    sectors = frame[SECTOR].groupby(level="symbol", observed=True).first() if n_sectors >= 2 else None
+    return evaluate_cross_section(wide[list(columns)], wide["next_return"], ppy, quantiles=quantiles,
+                                  sectors=sectors, seed=seed)
 
 
 def _per_symbol(per_row: pd.DataFrame, strategies: list[str], ppy: float) -> pd.DataFrame:
@@ -415,6 +455,21 @@ def figures(report: Report) -> dict[str, bytes]:
         ax.set_title("IC decay by horizon")
         out["ic_by_horizon"] = _png(fig)
         plt.close(fig)
+    if report.cross_section is not None and not report.cross_section.buckets.empty:
+        cs = report.cross_section
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+        (cs.buckets[[f"q{k + 1}" for k in range(cs.quantiles)]].T * 1e4).plot.bar(ax=left, width=0.8)
+        left.axhline(0, color="black", linewidth=0.8)
+        left.set_ylabel("mean next-bar return (bps)")
+        left.set_title("quantile portfolios (q1 lowest score)")
+        left.legend(fontsize=7)
+        cs.spread.fillna(0.0).cumsum().plot(ax=right, linewidth=1.0)
+        right.set_ylabel("cumulative top-minus-bottom return")
+        right.set_xlabel("")
+        right.grid(alpha=0.3)
+        right.legend(fontsize=7)
+        out["quantile_spread"] = _png(fig)
+        plt.close(fig)
     return out
 
 
@@ -431,14 +486,25 @@ def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _sections(report: Report, symbols_name: str | None = None) -> list[tuple[str, pd.DataFrame]]:
     overall = report.overall[[c for c in [*HEADLINE, "deflated_sharpe"] if c in report.overall]]
-    sections = [("Overall (concatenated out-of-sample path; Sharpe with a 95% block-bootstrap interval)", overall),
-                ("Per fold", report.per_fold)]
+    cs = report.cross_section
+    sections = [] if cs is None else [
+        ("Per-date cross-sectional IC (universe headline: mean over dates of the correlation across names of each "
+         "score with the next-bar return; ICIR per date; 95% block-bootstrap intervals)", cs.ic)]
+    sections += [("Overall (concatenated out-of-sample path; Sharpe with a 95% block-bootstrap interval)", overall),
+                 ("Per fold", report.per_fold)]
     if report.per_seed["seeds"].max() > 1:
         sections.append(("Across seeds (Sharpe of each seed's path)", report.per_seed))
     if not report.ic.empty:
         sections.append(("Signal quality by horizon", report.ic))
     if not report.strategy_ic.empty:
         sections.append(("Signal quality by strategy (forecast against the next-bar log return)", report.strategy_ic))
+    if cs is not None:
+        sections.append((f"Quantile portfolios per date ({cs.quantiles} buckets by score, equal weight, mean next-bar "
+                         "return, gross); spread = top minus bottom, its annualised Sharpe and 95% intervals; "
+                         "turnover = share of the top / bottom bucket replaced per date", cs.buckets))
+        if not cs.sectors.empty:
+            sections.append(("Per sector: per-date IC within the sector (<strategy>:ic) and its mean contribution to "
+                             "the spread (<strategy>:spread; the sectors' sum is the spread)", cs.sectors))
     if not report.references.empty:
         sections.append(("References on the same bars (not strategies: out of every ranking and comparison)",
                          report.references))

@@ -37,11 +37,12 @@ import pandas as pd
 
 from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.calendar import panel_periods_per_year
+from plus_ultra_ml.data.store import database_sectors
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
-                                                   SIGNAL, TARGET)
+                                                   SECTOR, SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
 from plus_ultra_ml.models.encoder import RowEncoder
@@ -54,7 +55,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FoldResult:
     fold: str
-    # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*, regime__*
+    # report format: fold, seed, next_return, position__*, signal__*, forecast__h*, target__h*, regime__*, sector
     predictions: pd.DataFrame
     checkpoints: dict[str, list[str]]  # "supervised" / "ppo" -> one path per seed
     metrics: dict[str, float] = field(default_factory=dict)  # per-seed test metrics, flattened
@@ -148,6 +149,10 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
     oracle = oracle_reference(data.panel, data.db_path, cfg.costs)  # None unless the database is a fixture
     if oracle is not None:  # a reference on the same rows, not a strategy (evaluation.oracle)
         predictions[REFERENCE + "oracle"] = oracle.reindex(predictions.index).to_numpy()
+    sectors = database_sectors(data.db_path)
+    if len(set(sectors.values())) >= 2:  # assets.sector, for a universe's per-sector attribution (one label: none)
+        symbols = predictions.index.get_level_values("symbol").astype(str)
+        predictions[SECTOR] = pd.Series(symbols.map(sectors), index=predictions.index).astype(object)
     if regimes is not None:
         for column in regimes.columns:
             predictions[REGIME + str(column)] = regimes[column].astype("string").reindex(predictions.index).to_numpy()
