@@ -26,7 +26,7 @@ heavy and holds a few tens of MiB), and for the load chain VmHWM after each step
 peak of a child that only imports the modules, the floor under every row. Nothing here asserts a time.
 
 Usage: python benchmarks/bench_scale.py [--symbols 10 100 500 2000] [--bars 2520] [--intraday]
-           [--stages ingest validate load fold report serving] [--workdir DIR] [--json FILE]
+           [--stages ingest validate load fold report serving] [--fold-up-to N] [--workdir DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=2520)
     parser.add_argument("--intraday", action="store_true", help="also 10 symbols x 1M 15-minute bars (smoke preset)")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--fold-up-to", type=int, default=None,
+                        help="run fold, report and serving only for universes of at most this many symbols")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and fold files here (reused)")
     parser.add_argument("--json", type=Path, default=None, help="write the table as JSON too")
     args = parser.parse_args()
@@ -213,9 +215,10 @@ def main() -> None:
         label = f"{n}x{args.bars}"
         print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
         sectors = min(11, max(1, n // 5))  # the fixture's 11 sectors, fewer for a tiny universe
+        skip = ("fold", "report", "serving") if args.fold_up_to is not None and n > args.fold_up_to else ()
         table[label] = measure_size(label, ["--universe", str(n), "--sectors", str(sectors), "--freq", "1D",
                                             "--rows", str(args.bars)],
-                                    "configs/daily.yaml", stages, work, env)
+                                    "configs/daily.yaml", tuple(s for s in stages if s not in skip), work, env)
         sizes.append((label, n * args.bars))
         print(json.dumps(table[label]), flush=True)
     if args.intraday:
