@@ -233,20 +233,26 @@ def ridge(features: pd.DataFrame, targets: Targets, split: Split, segment: str =
     return _to_positions("ridge", forecast, model.predict(x[train]), features.index[rows])
 
 
-def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
-             seed: int = 0, rounds: int = 400, num_threads: int = 1) -> BaselineResult:
+def _fit_lightgbm(x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, seed: int, rounds: int,
+                  num_threads: int):
+    """The baselines' one LightGBM recipe: fitted on the training rows, early-stopped on the validation rows."""
     import lightgbm as lgb
 
-    x, y, ok = _design(features, targets)
-    train = ok & segment_mask(features.index, split, "train")
-    val = ok & segment_mask(features.index, split, "val")
     params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 200,
               "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
               "seed": seed, "deterministic": True, "num_threads": num_threads, "verbosity": -1}
-    booster = lgb.train(
+    return lgb.train(
         params, lgb.Dataset(x[train], y[train]), num_boost_round=rounds,
         valid_sets=[lgb.Dataset(x[val], y[val])], callbacks=[lgb.early_stopping(30, verbose=False)],
     )
+
+
+def lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
+             seed: int = 0, rounds: int = 400, num_threads: int = 1) -> BaselineResult:
+    x, y, ok = _design(features, targets)
+    train = ok & segment_mask(features.index, split, "train")
+    val = ok & segment_mask(features.index, split, "val")
+    booster = _fit_lightgbm(x, y, train, val, seed, rounds, num_threads)
     rows = _bars_of(features.index, split, segment)
     forecast = booster.predict(x[rows], num_iteration=booster.best_iteration)  # NaN features: LightGBM's missing branch
     return _to_positions("lightgbm", forecast, booster.predict(x[train], num_iteration=booster.best_iteration),
@@ -313,18 +319,10 @@ def xs_ridge(features: pd.DataFrame, targets: Targets, split: Split, segment: st
 def xs_lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment: str = "test",
                 seed: int = 0, rounds: int = 400, num_threads: int = 1) -> BaselineResult:
     """LightGBM on pooled (date, name) training rows predicting the per-date rank, early-stopped on validation."""
-    import lightgbm as lgb
-
     x, y, ok = _xs_design(features, targets)
     train = ok & segment_mask(features.index, split, "train")
     val = ok & segment_mask(features.index, split, "val")
-    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 200,
-              "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-              "seed": seed, "deterministic": True, "num_threads": num_threads, "verbosity": -1}
-    booster = lgb.train(
-        params, lgb.Dataset(x[train], y[train]), num_boost_round=rounds,
-        valid_sets=[lgb.Dataset(x[val], y[val])], callbacks=[lgb.early_stopping(30, verbose=False)],
-    )
+    booster = _fit_lightgbm(x, y, train, val, seed, rounds, num_threads)
     score = booster.predict(x, num_iteration=booster.best_iteration)  # NaN features: LightGBM's missing branch
     return _xs_positions("xs_lightgbm", pd.Series(score, index=features.index), split, segment)
 

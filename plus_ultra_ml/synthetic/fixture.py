@@ -524,6 +524,16 @@ def _write(db_path: Path, market: _Market, cfg: FixtureConfig, truth: FixtureTru
         connection.close()
 
 
+def writable_target(path: str | Path, overwrite: bool) -> Path:
+    """The fixture file to create: refused when it is a directory, or exists and `overwrite` is not set."""
+    path = Path(path)
+    if path.is_dir():
+        raise FixtureExistsError(f"{path} is a directory; give a file path for the fixture database")
+    if path.exists() and not overwrite:
+        raise FixtureExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    return path
+
+
 def build_fixture(path: str | Path, cfg: FixtureConfig, *, overwrite: bool = False) -> FixtureTruth | UniverseTruth:
     """Generate the synthetic market of `cfg` into a new SQLite file at `path`; return its truth.
 
@@ -534,11 +544,7 @@ def build_fixture(path: str | Path, cfg: FixtureConfig, *, overwrite: bool = Fal
         from plus_ultra_ml.synthetic.universe import build_universe
 
         return build_universe(path, cfg, overwrite=overwrite)
-    path = Path(path)
-    if path.is_dir():
-        raise FixtureExistsError(f"{path} is a directory; give a file path for the fixture database")
-    if path.exists() and not overwrite:
-        raise FixtureExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    path = writable_target(path, overwrite)
     market = _simulate(cfg)
     truth = _measure(market, cfg, CostConfig())
     with atomic_path(path) as tmp:

@@ -82,7 +82,7 @@ from plus_ultra_ml.evaluation.metrics import cross_sectional_ic, sharpe_ratio
 from plus_ultra_ml.evaluation.oracle import MU_INDICATOR, SIGMA_INDICATOR
 from plus_ultra_ml.synthetic.bulk_write import write_panel
 from plus_ultra_ml.synthetic.fixture import (BASE_VOLUME_RANGE, GAP_SCALE, START_PRICE_RANGE, TRUTH_TABLE_DDL,
-                                             WICK_SCALE, FixtureExistsError, _ar1, _plain, alternative_data,
+                                             WICK_SCALE, _ar1, _plain, alternative_data, writable_target,
                                              fixture_grid)
 
 log = logging.getLogger(__name__)
@@ -404,11 +404,7 @@ def build_universe(path: str | Path, cfg: FixtureConfig, *, overwrite: bool = Fa
     """
     if cfg.universe is None:
         raise PlusUltraError("build_universe needs fixture.universe (plus-ultra fixture --universe N)")
-    path = Path(path)
-    if path.is_dir():
-        raise FixtureExistsError(f"{path} is a directory; give a file path for the fixture database")
-    if path.exists() and not overwrite:
-        raise FixtureExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    path = writable_target(path, overwrite)
     universe = _simulate(cfg)
     truth = _measure(universe, cfg, CostConfig())
     with atomic_path(path) as tmp:
