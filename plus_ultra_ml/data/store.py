@@ -333,6 +333,23 @@ def symbol_exchanges(connection: sqlite3.Connection) -> dict[str, str]:
     return {str(symbol): str(exchange).strip() for symbol, exchange in rows}
 
 
+def symbol_sectors(connection: sqlite3.Connection) -> dict[str, str]:
+    """assets.sector per symbol, where it is set (the portfolio room's sector neutrality reads it; the
+    universe fixture writes one of its sectors per name)."""
+    if "assets" not in list_tables(connection) or "sector" not in table_columns(connection, "assets"):
+        return {}
+    rows = connection.execute(
+        "SELECT symbol, sector FROM assets WHERE symbol IS NOT NULL AND sector IS NOT NULL AND trim(sector) != ''"
+    ).fetchall()
+    return {str(symbol): str(sector).strip() for symbol, sector in rows}
+
+
+def read_sectors(path: str | Path, timeout_s: float = 10.0) -> dict[str, str]:
+    """`symbol_sectors` of the database at `path` (read only)."""
+    with connect_readonly(path, timeout_s) as connection:
+        return symbol_sectors(connection)
+
+
 def symbol_close_only(connection: sqlite3.Connection) -> dict[str, bool]:
     """Close-only symbols (assets.metadata {"close_only": true}, written by ingest --close-only) -> whether
     their volume is real. A symbol absent here has real open/high/low."""
