@@ -17,11 +17,13 @@ between the seed models, as for the sleeves).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.config import CostConfig, PortfolioConfig
+from plus_ultra_ml.config import CostConfig, ExperimentConfig, PortfolioConfig
+from plus_ultra_ml.data.store import read_sectors
 from plus_ultra_ml.evaluation.backtest import portfolio_pnl
 from plus_ultra_ml.evaluation.predictions import FORECAST, POSITION, SIGNAL, signals_of, strategies_of
 from plus_ultra_ml.portfolio import portfolio_weights
@@ -84,3 +86,11 @@ def weights_returns(frame: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
         pieces.append(returns.assign(seed=seed).set_index("seed", append=True))
     by_seed = pd.concat(pieces)
     return by_seed.groupby(level="timestamp").mean().sort_index()
+
+
+def report_sectors(cfg: ExperimentConfig, db_path: str | Path | None = None) -> dict[str, str] | None:
+    """symbol -> assets.sector of the experiment's database when its portfolio is sector neutral, else None
+    (the report's `sectors` argument; the database is read only then)."""
+    if not cfg.portfolio.sector_neutral:
+        return None
+    return read_sectors(db_path or cfg.data.db_path, cfg.data.busy_timeout_s)
