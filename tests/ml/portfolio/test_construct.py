@@ -236,3 +236,21 @@ def test_config_rejects_impossible_books():
         PortfolioConfig(construction="long_only_topk", sector_neutral=True)
     with pytest.raises(PlusUltraError, match="per_symbol"):
         construct_weights(SCORES, PortfolioConfig())
+
+
+def test_read_sectors_reads_assets_sector_and_skips_blanks(tmp_path):
+    import sqlite3
+
+    from plus_ultra_ml.data.schema import DDL
+    from plus_ultra_ml.data.store import read_sectors
+
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(DDL["assets"])
+        connection.executemany("INSERT INTO assets (asset_id, symbol, sector) VALUES (?, ?, ?)",
+                               [(1, "A", "Energy"), (2, "B", " Utilities "), (3, "C", None), (4, "D", "  ")])
+    assert read_sectors(path) == {"A": "Energy", "B": "Utilities"}
+    bare = tmp_path / "e.db"
+    with sqlite3.connect(bare) as connection:  # no assets table: no sectors
+        connection.execute("CREATE TABLE t (x INTEGER)")
+    assert read_sectors(bare) == {}
