@@ -398,7 +398,8 @@ def trade_list(result: BacktestResult) -> pd.DataFrame:
     Columns: symbol, direction (+1 long, -1 short), entry_time (decision bar of the entry fill),
     exit_time (decision bar whose fill closes or flips it; NaT while open), bars (bars held),
     entry_price / exit_price (the fills' closes), mean_exposure (mean |position|), pnl (sum of the
-    trade's per-bar net returns, in units of the sleeve's capital, not compounded), open.
+    trade's per-bar net returns, in units of the sleeve's capital, or of the book's when book =
+    weights; not compounded), open.
     Attribution: a resize within a trade charges that trade; a flip's cost is split, the closing
     part |p[t-1]| to the old trade and the opening part |p[t]| to the new one; so the trades' pnl
     sums to the sleeves' total net PnL.
