@@ -18,7 +18,6 @@ no score. Nothing here looks at another bar; `construct.py` walks the bars and a
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def water_fill(raw: np.ndarray, total: float, cap: float) -> np.ndarray:
@@ -47,6 +46,18 @@ def water_fill(raw: np.ndarray, total: float, cap: float) -> np.ndarray:
     return w
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of finite values, ties given their average rank (scipy's rankdata 'average', without its
+    per-call overhead, which dominated a 500-name sector-neutral walk)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])  # first index of each tie run
+    ends = np.concatenate([starts[1:], [len(values)]])
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # mean of ranks starts+1 .. ends
+    return ranks
+
+
 def _raw_long_short(scores: np.ndarray, weighting: str, k: int) -> np.ndarray:
     """Signed raw weights summing to 0 over the finite scores of one group (NaN elsewhere -> 0)."""
     raw = np.zeros(len(scores))
@@ -55,7 +66,7 @@ def _raw_long_short(scores: np.ndarray, weighting: str, k: int) -> np.ndarray:
     if n < 2:
         return raw
     if weighting == "rank":
-        ranks = rankdata(scores[listed])  # 1..n, ties averaged
+        ranks = average_ranks(scores[listed])  # 1..n, ties averaged
         raw[listed] = ranks - ranks.mean()
         return raw
     m = min(k, n // 2)

@@ -14,7 +14,7 @@ from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation.backtest import BacktestConfig, portfolio_pnl, run_backtest
 from plus_ultra_ml.portfolio import construct_weights, portfolio_weights, realised_returns, sector_codes
 from plus_ultra_ml.portfolio.limits import turnover
-from plus_ultra_ml.portfolio.rules import topk_dropout, water_fill
+from plus_ultra_ml.portfolio.rules import average_ranks, topk_dropout, water_fill
 
 TOL = 1e-9
 NAN = np.nan
@@ -205,6 +205,13 @@ def test_volatility_targeting_is_causal_scales_down_only_and_starts_flat():
 
 
 # ------------------------------------------------------------------ rules and errors
+@pytest.mark.parametrize("values", [[3.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.5, 0.1, 0.5, 0.3, 0.1, 0.5], [7.0]])
+def test_average_ranks_equal_scipy_rankdata(values):
+    from scipy.stats import rankdata
+
+    np.testing.assert_array_equal(average_ranks(np.array(values)), rankdata(values))
+
+
 def test_water_fill_caps_and_keeps_the_total():
     w = water_fill(np.array([10.0, 1.0, 1.0, 1.0, 0.0]), total=0.5, cap=0.2)
     assert w[0] == pytest.approx(0.2) and w.sum() == pytest.approx(0.5) and w[4] == 0
