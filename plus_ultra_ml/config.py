@@ -1,7 +1,7 @@
 """Typed, frozen experiment configuration.
 
 One YAML file holds every section of an experiment (data, regimes, features, windows, costs,
-model, pretrain, train, rl, walkforward, tracking, service, automation). It is parsed into frozen
+model, pretrain, train, rl, walkforward, baselines, portfolio, tracking, service, automation). It is parsed into frozen
 pydantic models: an unknown key, a wrong type or a value out of range is a `ConfigError` that
 names the dotted key and the file. Dotted overrides (``model.depth=4``) are applied before
 validation, their values parsed as YAML scalars.
@@ -416,6 +416,40 @@ class BaselinesConfig(Section):
     vol_window: int = Field(20, ge=2)  # vol_target: bars of trailing realised volatility (bars <= t)
 
 
+class PortfolioConfig(Section):
+    """How per-bar scores become portfolio weights (plus_ultra_ml/portfolio, docs/portfolio.md).
+
+    per_symbol keeps today's book: every symbol is its own sleeve with its own position, the portfolio
+    their equal-weight mean. The other constructions rank the names against each other at each bar and
+    produce weights (fractions of the whole book's capital) that the backtester books as weights.
+    """
+
+    construction: Literal["per_symbol", "long_short", "long_only_topk"] = "per_symbol"
+    weighting: Literal["rank", "topk"] = "rank"  # long_short: centred-rank weights, or top-k / bottom-k equal
+    k: int = Field(50, ge=1)  # names held (long_only_topk), names per side (long_short topk)
+    max_replace: int | None = Field(5, ge=0)  # long_only_topk: names replaced per rebalance at most; None: k
+    gross_leverage: float = Field(1.0, gt=0, le=10)  # sum |w| of long_short (longs 1/2, shorts 1/2 of it)
+    max_weight: float = Field(0.1, gt=0, le=1)  # |w| per name; long_only_topk needs k * max_weight >= 1
+    max_turnover: float | None = Field(None, gt=0)  # sum |w[t] - w[t-1]| per rebalance; None: unlimited
+    target_volatility: float | None = Field(None, gt=0)  # annual; scales the book down (never up); None: off
+    vol_window: int = Field(60, ge=2)  # bars of trailing returns (bars <= t) in the volatility estimate
+    vol_min_bars: int = Field(20, ge=2)  # fewer trailing returns than this: the book stays flat (warm-up)
+    sector_neutral: bool = False  # long_short: weights sum to 0 within each assets.sector
+    rebalance_every: int = Field(1, ge=1)  # bars between rebalances; weights are held in between
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PortfolioConfig":
+        if self.construction == "long_only_topk" and self.k * self.max_weight < 1 - 1e-12:
+            raise ValueError(f"portfolio.k * portfolio.max_weight = {self.k * self.max_weight:g} < 1: a long-only "
+                             "book of k names cannot be fully invested; raise k or max_weight")
+        if self.sector_neutral and self.construction != "long_short":
+            raise ValueError("portfolio.sector_neutral needs construction long_short (a long-only book cannot "
+                             "sum to 0 within a sector)")
+        if self.vol_min_bars > self.vol_window:
+            raise ValueError("portfolio.vol_min_bars must be <= portfolio.vol_window")
+        return self
+
+
 class TrackingConfig(Section):
     mode: Literal["offline", "disabled", "online"] = "offline"
     project: str = "plus-ultra"
@@ -475,6 +509,7 @@ class ExperimentConfig(Section):
     rl: RLConfig = RLConfig()
     walkforward: WalkForwardConfig = WalkForwardConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
     tracking: TrackingConfig = TrackingConfig()
     service: ServiceConfig = ServiceConfig()
     automation: AutomationConfig = AutomationConfig()

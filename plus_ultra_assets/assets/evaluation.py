@@ -81,6 +81,7 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
 def walkforward_report(context: dg.AssetExecutionContext, experiment: ExperimentConfigResource,
                        market_database: MarketDatabase, artifacts: ArtifactsResource, market_panel: pd.DataFrame,
                        feature_table: pd.DataFrame) -> dg.MaterializeResult:
+    from plus_ultra_ml.evaluation.portfolio_book import report_sectors
     from plus_ultra_ml.evaluation.report import build_report, symbols_file, write_report
     from plus_ultra_ml.evaluation.walkforward import plan_folds
     from plus_ultra_ml.experiments.fold_files import FoldIdentity
@@ -105,7 +106,8 @@ def walkforward_report(context: dg.AssetExecutionContext, experiment: Experiment
                          len(foreign), ", ".join(foreign))
     predictions = pd.concat([pd.read_parquet(artifacts.partition_path("walkforward_fold", f)) for f in folds])
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name})",
-                          n_trials=len(report_strategies(predictions)))
+                          n_trials=len(report_strategies(predictions)), portfolio=cfg.portfolio,
+                          sectors=report_sectors(cfg, market_database.resolve()))
     out_dir = Path(artifacts.root) / "reports" / "walkforward"
     files = write_report(report, out_dir / "report.html") + write_report(report, out_dir / "report.md")
     return dg.MaterializeResult(metadata={

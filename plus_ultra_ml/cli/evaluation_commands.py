@@ -14,7 +14,8 @@ from plus_ultra_ml.cli.common import console, progress, user_errors
 def report(
     predictions: Annotated[Path, typer.Option(help="predictions parquet/csv (plus-ultra predict or a walk-forward fold)")],
     output: Annotated[Path, typer.Option(help="report.html (figures embedded) or report.md (PNGs beside it)")],
-    config: Annotated[Path | None, typer.Option(help="experiment YAML for the costs section (default costs otherwise)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="experiment YAML for the costs and portfolio sections (defaults otherwise)")] = None,
     benchmark_column: Annotated[str | None, typer.Option(help="column holding a per-bar benchmark return")] = None,
     title: Annotated[str, typer.Option(help="report title")] = "Out-of-sample report",
     n_trials: Annotated[int | None, typer.Option(help="configurations tried, for the deflated Sharpe ratio")] = None,
@@ -27,6 +28,7 @@ def report(
 
     from plus_ultra_ml.config import CostConfig, load_config
     from plus_ultra_ml.errors import PlusUltraError
+    from plus_ultra_ml.evaluation.portfolio_book import report_sectors
     from plus_ultra_ml.evaluation.report import build_report, write_report
 
     if not predictions.is_file():
@@ -38,11 +40,13 @@ def report(
         if benchmark_column not in frame:
             raise PlusUltraError(f"no column {benchmark_column!r} in {predictions}; columns: {list(frame.columns)}")
         benchmark = frame[benchmark_column].groupby(level="timestamp").mean()
-    costs = load_config(config).costs if config else CostConfig()
+    cfg = load_config(config) if config else None
+    costs = cfg.costs if cfg else CostConfig()
     with progress() as bar:
         task = bar.add_task("building the report", total=None)
         built = build_report(frame, costs, title=title, benchmark=benchmark, n_trials=n_trials,
-                             periods_per_year=periods_per_year or None)
+                             periods_per_year=periods_per_year or None, portfolio=cfg.portfolio if cfg else None,
+                             sectors=report_sectors(cfg) if cfg else None)
         files = write_report(built, output)
         bar.update(task, total=1, completed=1)
     console.print(built.overall[["sharpe", "sharpe_low", "sharpe_high", "total_return", "max_drawdown"]].round(3))

@@ -100,15 +100,16 @@ def walkforward(
         bar.update(task, completed=len(folds) * steps_per_fold, description=f"{len(folds)} folds")
     if result.kept:
         console.print(f"kept {len(result.kept)} finished fold(s) from {store.root}: {', '.join(result.kept)}")
-    _write_report(out, cfg, result.results)
+    _write_report(out, cfg, result.results, db)
 
 
-def _write_report(out: Path, cfg, results) -> None:
+def _write_report(out: Path, cfg, results, db: Path | None = None) -> None:
     """predictions.parquet and the report of these folds: the one road for a run and for --report-only."""
     import pandas as pd
 
     from plus_ultra_ml.artifacts import atomic_path
     from plus_ultra_ml.evaluation.predictions import strategies_of
+    from plus_ultra_ml.evaluation.portfolio_book import report_sectors
     from plus_ultra_ml.evaluation.report import build_report, write_report
 
     predictions = pd.concat([r.predictions for r in results])
@@ -116,7 +117,8 @@ def _write_report(out: Path, cfg, results) -> None:
     with atomic_path(out / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp)
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name}, CLI)",
-                          n_trials=len(strategies_of(predictions)))
+                          n_trials=len(strategies_of(predictions)), portfolio=cfg.portfolio,
+                          sectors=report_sectors(cfg, db))
     files = write_report(report, out / "report.html") + write_report(report, out / "report.md")
     console.print(report.overall[["sharpe", "sharpe_low", "sharpe_high", "total_return", "max_drawdown"]].round(3))
     console.print(f"predictions {out / 'predictions.parquet'}")

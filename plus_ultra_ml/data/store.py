@@ -334,7 +334,8 @@ def symbol_exchanges(connection: sqlite3.Connection) -> dict[str, str]:
 
 
 def symbol_sectors(connection: sqlite3.Connection) -> dict[str, str]:
-    """assets.sector per symbol, where it is set (a universe's per-sector attribution)."""
+    """assets.sector per symbol, where it is set (a universe's per-sector attribution and the portfolio
+    room's sector neutrality read it; the universe fixture writes one of its sectors per name)."""
     if "assets" not in list_tables(connection) or "sector" not in table_columns(connection, "assets"):
         return {}
     rows = connection.execute(
@@ -343,11 +344,11 @@ def symbol_sectors(connection: sqlite3.Connection) -> dict[str, str]:
     return {str(symbol): str(sector).strip() for symbol, sector in rows}
 
 
-def database_sectors(path: str | Path | None) -> dict[str, str]:
+def database_sectors(path: str | Path | None, timeout_s: float = 10.0) -> dict[str, str]:
     """`symbol_sectors` of the database at `path` (read-only); {} for None."""
     if path is None:
         return {}
-    with connect_readonly(path) as connection:
+    with connect_readonly(path, timeout_s) as connection:
         return symbol_sectors(connection)
 
 

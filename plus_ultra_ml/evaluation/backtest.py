@@ -14,8 +14,15 @@ Indexing (T decision bars, N symbols):
 A symbol that has no price at a bar (not yet listed, a gap) must hold no position over it: a
 non-zero position without both closes is an error, never a silent zero.
 
-Weighting of the portfolio (one sleeve of capital per symbol, portfolio return = the mean of the
-sleeves' returns, rebalanced every bar; rebalancing between sleeves is not charged):
+Booking of the portfolio (`book`):
+    sleeves     one sleeve of capital per symbol, portfolio return = the mean of the sleeves' returns,
+                rebalanced every bar; rebalancing between sleeves is not charged. Per-symbol positions.
+    weights     the columns are portfolio weights w[t, i], fractions of one book's capital (the
+                portfolio room's output, plus_ultra_ml/portfolio): portfolio return = the *sum* over
+                names of the same per-cell net PnL, sum_i w[t,i] r[t+1,i] - trade rate sum_i |w[t,i] -
+                w[t-1,i]| - hold rate sum_i |w[t,i]|. Weights are held constant between bars (they do
+                not drift with returns); volatility targeting belongs to the portfolio room here.
+Per-symbol weighting of the sleeves (book = sleeves):
     equal       exposure = position.
     vol_target  exposure = position * min(target_volatility / (sigma[t] sqrt(periods_per_year)),
                 max_leverage), sigma[t] the std of the symbol's bar returns r[t-w+1 .. t] (bars
@@ -25,7 +32,7 @@ loop is one numba pass over the cells.
 
 This module is the one road from positions to PnL. `run_backtest` fills positions against close
 prices; frames that already carry each bar's next return (held-out windows, the predictions frame)
-go through `portfolio_pnl` (the equal-weight held-out score of models, baselines and policies) and
+go through `portfolio_pnl` (the held-out score of models, baselines and policies, as sleeves or weights) and
 `path_returns` (the report's per-(fold, seed, symbol) paths). All three account each cell with
 `objectives.pnl`, so their numbers agree wherever their inputs do.
 """
@@ -55,6 +62,7 @@ class BacktestConfig:
     """How positions become exposures, and the annualisation; costs come from `CostConfig`."""
 
     weighting: Literal["equal", "vol_target"] = "equal"
+    book: Literal["sleeves", "weights"] = "sleeves"  # how the columns add up (module doc)
     target_volatility: float = 0.10  # annualised, per symbol sleeve (vol_target only)
     vol_window: int = 60  # past bar returns in the volatility estimate (vol_target only)
     max_leverage: float = 2.0  # cap on the volatility scale (vol_target only)
@@ -64,6 +72,11 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         if self.weighting not in ("equal", "vol_target"):
             raise ValueError(f"BacktestConfig.weighting must be 'equal' or 'vol_target', got {self.weighting!r}")
+        if self.book not in ("sleeves", "weights"):
+            raise ValueError(f"BacktestConfig.book must be 'sleeves' or 'weights', got {self.book!r}")
+        if self.book == "weights" and self.weighting != "equal":
+            raise ValueError("BacktestConfig.book='weights' books portfolio weights as given: volatility targeting "
+                             "belongs to the portfolio room (portfolio.target_volatility); use weighting='equal'")
         for name in ("target_volatility", "max_leverage", "position_limit"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"BacktestConfig.{name} must be > 0, got {getattr(self, name)!r}")
@@ -225,7 +238,7 @@ class BacktestResult:
     returns: pd.DataFrame  # (T, N) per-symbol net returns, indexed by the bar the PnL is known (t+1)
     costs: pd.DataFrame  # (T, N) trading + holding cost inside `returns`, same index
     equity: pd.DataFrame  # (T + 1, N) compounded per-symbol equity, 1.0 at the first decision bar
-    portfolio_returns: pd.Series  # (T,) mean of the sleeves' net returns, index as `returns`
+    portfolio_returns: pd.Series  # (T,) mean (sleeves) or sum (weights) of the net returns, index as `returns`
     portfolio_equity: pd.Series  # (T + 1,) compounded, index as `equity`
     close: pd.DataFrame = field(repr=False)  # (T + 1, N) the prices the fills used
     periods_per_year: float = 0.0
@@ -321,7 +334,7 @@ def run_backtest(
 
     realised = block.index[1:]
     symbols = pd.Index([str(c) for c in wide_positions.columns], name="symbol")
-    portfolio = net.mean(axis=1)  # (T,)
+    portfolio = net.sum(axis=1) if config.book == "weights" else net.mean(axis=1)  # (T,)
     portfolio_equity = np.concatenate([[1.0], np.cumprod(1.0 + portfolio)])
     return BacktestResult(
         exposures=pd.DataFrame(executed, index=wide_positions.index, columns=symbols),
@@ -356,18 +369,24 @@ def path_returns(positions: np.ndarray, next_returns: np.ndarray, costs: CostCon
     return net
 
 
-def portfolio_pnl(positions: pd.Series, next_return: pd.Series, costs: CostConfig) -> pd.Series:
-    """Equal-weight portfolio net PnL per decision bar (timestamps) of long-form positions held bar to bar.
+def portfolio_pnl(positions: pd.Series, next_return: pd.Series, costs: CostConfig,
+                  book: Literal["sleeves", "weights"] = "sleeves") -> pd.Series:
+    """Portfolio net PnL per decision bar (timestamps) of long-form positions held bar to bar.
 
     positions, next_return: Series on the panel's (symbol, timestamp) index (next_return = r[t+1] at
-    bar t). Every symbol is one sleeve over the union of the bars; a bar without a position (no
-    window there) is flat and its missing return earns nothing. The held-out score of a model, a
-    baseline or a policy on the windows of one segment.
+    bar t). Every symbol is one path over the union of the bars; a bar without a position (no
+    window there, or a name not listed) is flat and its missing return earns nothing, so leaving a
+    name pays for the exit at the next bar. book "sleeves": the equal-weight mean of the per-symbol
+    paths (positions in [-1, 1]; the held-out score of a model, a baseline or a policy on the windows
+    of one segment). book "weights": the sum over names, positions being portfolio weights (the
+    portfolio room's), net[t] = sum_i w[t,i] r[t+1,i] - costs on |w[t,i] - w[t-1,i]| and |w[t,i]|.
     """
+    if book not in ("sleeves", "weights"):
+        raise ValueError(f"portfolio_pnl book must be 'sleeves' or 'weights', got {book!r}")
     p = positions.unstack("symbol").sort_index().fillna(0.0)  # (T, N)
     r = next_return.unstack("symbol").sort_index().reindex_like(p).fillna(0.0)  # r[t+1] at decision bar t
     net = position_pnl_numpy(p.to_numpy().T, r.to_numpy().T, costs)  # (N, T): time on the last axis
-    return pd.Series(net.mean(axis=0), index=p.index, name="net_pnl")
+    return pd.Series(net.sum(axis=0) if book == "weights" else net.mean(axis=0), index=p.index, name="net_pnl")
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,7 +398,8 @@ def trade_list(result: BacktestResult) -> pd.DataFrame:
     Columns: symbol, direction (+1 long, -1 short), entry_time (decision bar of the entry fill),
     exit_time (decision bar whose fill closes or flips it; NaT while open), bars (bars held),
     entry_price / exit_price (the fills' closes), mean_exposure (mean |position|), pnl (sum of the
-    trade's per-bar net returns, in units of the sleeve's capital, not compounded), open.
+    trade's per-bar net returns, in units of the sleeve's capital, or of the book's when book =
+    weights; not compounded), open.
     Attribution: a resize within a trade charges that trade; a flip's cost is split, the closing
     part |p[t-1]| to the old trade and the opening part |p[t]| to the new one; so the trades' pnl
     sums to the sleeves' total net PnL.
@@ -450,8 +470,8 @@ def regime_attribution(result: BacktestResult, labels: pd.Series | pd.DataFrame)
             a long Series (one regime), or a wide (timestamp x symbol) frame (one regime).
             Bars without a label are grouped as "unlabelled".
     Output rows (regime, value); columns: bars (symbol-bars), exposure (mean |position|), pnl (sum
-    of the sleeves' net returns), contribution (pnl / N: its share of the summed portfolio return;
-    the contributions of one regime's values add up to portfolio_returns.sum()), mean_pnl,
+    of the sleeves' net returns), contribution (pnl / N; pnl itself when book = weights: its share of
+    the summed portfolio return; the contributions of one regime's values add up to portfolio_returns.sum()), mean_pnl,
     hit_rate (share of bars with a position whose net PnL is > 0), sharpe (annualised, over the
     regime's symbol-bars pooled).
     """
@@ -492,7 +512,7 @@ def regime_attribution(result: BacktestResult, labels: pd.Series | pd.DataFrame)
             wins=("win", "sum"),
             active=("active", "sum"),
         )
-        table["contribution"] = table["pnl"] / n_symbols
+        table["contribution"] = table["pnl"] if result.config.book == "weights" else table["pnl"] / n_symbols
         with np.errstate(divide="ignore", invalid="ignore"):
             table["hit_rate"] = np.where(table["active"] > 0, table["wins"] / table["active"], np.nan)
             table["sharpe"] = table["mean_pnl"] / table["std_pnl"] * math.sqrt(result.periods_per_year)

@@ -50,13 +50,14 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.artifacts import atomic_path, write_text_atomic
-from plus_ultra_ml.config import CostConfig
+from plus_ultra_ml.config import CostConfig, PortfolioConfig
 from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_year
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
 from plus_ultra_ml.evaluation.cross_section import (DEFAULT_QUANTILES, CrossSection, evaluate_cross_section,
                                                     is_universe)
+from plus_ultra_ml.evaluation.portfolio_book import is_weights, weights_returns, with_portfolio_strategies
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
                                                    SECTOR, SIGNAL, TARGET, references_of, signals_of, strategies_of,
                                                    with_defaults)
@@ -86,18 +87,25 @@ def symbol_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame
 
 
 def portfolio_returns(predictions: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
-    """(timestamp x strategy) portfolio net returns: mean over symbols, then over seeds."""
+    """(timestamp x strategy) portfolio net returns: mean over symbols (sleeves) or the weights' book
+    (strategies ``<s>@<construction>``, evaluation.portfolio_book), then the mean over seeds."""
     frame = with_defaults(predictions)
-    return _portfolio_of_rows(frame, symbol_returns(frame, costs))
+    return _portfolio_of_rows(frame, symbol_returns(frame, costs), costs)
 
 
-def _portfolio_of_rows(frame: pd.DataFrame, per_row: pd.DataFrame) -> pd.DataFrame:
-    """`portfolio_returns` from the per-row net returns `symbol_returns` gave for `frame`."""
-    per_row = per_row.reset_index(drop=True)
+def _portfolio_of_rows(frame: pd.DataFrame, per_row: pd.DataFrame, costs: CostConfig) -> pd.DataFrame:
+    """`portfolio_returns` from the per-row net returns `symbol_returns` gave for `frame`: the sleeves'
+    mean over rows; strategies booked as weights through `portfolio_book.weights_returns` instead."""
+    sleeves = [s for s in per_row.columns if not is_weights(s)]
+    per_row = per_row[sleeves].reset_index(drop=True)
     keys = [frame.index.get_level_values("timestamp"), frame["seed"].to_numpy()]
     by_seed = per_row.groupby(keys).mean()
     by_seed.index.names = ["timestamp", "seed"]
-    return by_seed.groupby(level="timestamp").mean().sort_index()
+    out = by_seed.groupby(level="timestamp").mean().sort_index()
+    weighted = weights_returns(frame, costs)
+    if weighted.empty:
+        return out
+    return out.join(weighted.reindex(out.index))[strategies_of(frame)]
 
 
 @dataclass
@@ -171,13 +179,25 @@ def report_periods_per_year(predictions: pd.DataFrame, periods_per_year: float |
 
 def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
                  periods_per_year: float | None = None, benchmark: pd.Series | None = None,
-                 n_trials: int | None = None, seed: int = 0, quantiles: int = DEFAULT_QUANTILES) -> Report:
+                 n_trials: int | None = None, seed: int = 0, quantiles: int = DEFAULT_QUANTILES,
+                 portfolio: PortfolioConfig | None = None, sectors: Mapping[str, str] | None = None) -> Report:
+    """The report of a predictions frame. `quantiles`: buckets of the cross-sectional section (universes
+    only). `portfolio` (a long_short / long_only_topk construction): every scored strategy also gets a
+    ``<strategy>@<construction>`` strategy of portfolio weights built from its scores
+    (evaluation.portfolio_book), booked as weights; `sectors` (symbol -> assets.sector) feeds sector
+    neutrality. The added strategies count as trials."""
     frame = with_defaults(predictions)
     times = frame.index.get_level_values("timestamp")
     ppy = report_periods_per_year(frame, periods_per_year)
+    added: list[str] = []
+    if portfolio is not None:
+        if sectors is None and SECTOR in frame:  # the fold's own sector column (experiments.fold.run_fold)
+            sectors = frame[SECTOR].groupby(level="symbol", observed=True).first().astype(str).to_dict()
+        frame, added = with_portfolio_strategies(frame, portfolio, sectors=sectors, periods_per_year=ppy)
+        n_trials = n_trials + len(added) if n_trials else n_trials
     strategies = strategies_of(frame)
     per_row = symbol_returns(frame, costs)
-    returns = _portfolio_of_rows(frame, per_row)
+    returns = _portfolio_of_rows(frame, per_row, costs)
     wide_positions = {s: frame[POSITION + s].unstack("symbol") for s in strategies} if frame["seed"].nunique() == 1 \
         else {s: frame.groupby([times, frame.index.get_level_values("symbol")], observed=True)[POSITION + s].mean().unstack()
               for s in strategies}
@@ -186,6 +206,10 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
              f"{frame['seed'].nunique()} seed(s), {frame.index.get_level_values('symbol').nunique()} symbols; "
              f"annualised with {ppy:,.0f} bars/year; costs {costs.transaction_bps + costs.slippage_bps:g} bps per "
              f"unit traded, {costs.holding_bps:g} bps per bar held."]
+    if added:
+        notes.append(f"portfolio strategies {', '.join(added)}: the strategies' scores through the portfolio room "
+                     f"({portfolio.construction}, k={portfolio.k}, gross {portfolio.gross_leverage:g}, rebalanced every "
+                     f"{portfolio.rebalance_every} bar(s)), booked as weights (sum over names) net of the same costs.")
     if n_trials and n_trials > 1:
         sharpes = np.array([metrics.sharpe_ratio(returns[s].dropna().to_numpy(), 1.0) for s in strategies])
         variance = float(np.nanvar(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0

@@ -77,9 +77,12 @@ def test_list_and_one_named_fold(market, tmp_path):
     assert all(name in listed.output for name in names)
     assert not (tmp_path / "predictions.parquet").exists()
 
-    one = invoke("--db", str(market), "--out", str(tmp_path), "--fold", names[0], "walkforward.ppo=false")
+    one = invoke("--db", str(market), "--out", str(tmp_path), "--fold", names[0], "walkforward.ppo=false",
+                 "portfolio.construction=long_short", "portfolio.k=2", "portfolio.weighting=topk")
     assert one.exit_code == 0, one.output
     assert list(pd.read_parquet(tmp_path / "predictions.parquet")["fold"].unique()) == [names[0]]
+    markdown = (tmp_path / "report.md").read_text()  # the model's forecasts as a long-short book beside its sleeves
+    assert "| model@long_short " in markdown and "portfolio strategies model@long_short" in markdown
 
 
 def test_unknown_fold_is_one_clear_error(market, tmp_path):

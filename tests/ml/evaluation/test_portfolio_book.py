@@ -1,0 +1,91 @@
+"""The report's portfolio strategies: scores -> the portfolio room -> weights booked by the one PnL road."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from plus_ultra_ml.config import CostConfig, PortfolioConfig
+from plus_ultra_ml.evaluation.backtest import portfolio_pnl
+from plus_ultra_ml.evaluation.portfolio_book import is_weights, weights_strategy, with_portfolio_strategies
+from plus_ultra_ml.evaluation.predictions import with_defaults
+from plus_ultra_ml.evaluation.report import build_report
+from plus_ultra_ml.portfolio import portfolio_weights
+
+COSTS = CostConfig(transaction_bps=1.0, slippage_bps=0.5, holding_bps=0.5)
+LONG_SHORT = PortfolioConfig(construction="long_short", weighting="topk", k=2, max_weight=0.5)
+SYMBOLS = tuple(f"S{i}" for i in range(8))
+SECTORS = {s: ("a", "b")[i % 2] for i, s in enumerate(SYMBOLS)}
+
+
+def predictions(n=240, seeds=(0,), seed=1) -> pd.DataFrame:
+    """8 names, two folds; the model's forecast__h1 knows a quarter of the next return's cross-section."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2024-01-01", periods=n, freq="1D", tz="UTC")
+    r = rng.normal(0, 0.01, size=(n, len(SYMBOLS)))
+    frames = []
+    for model_seed in seeds:
+        forecast = r + rng.normal(0, 0.02, size=r.shape)
+        for j, s in enumerate(SYMBOLS):
+            first = 20 * (j == 3)  # S3 lists late: rows start at bar 20
+            index = pd.MultiIndex.from_arrays([pd.Categorical([s] * (n - first), categories=list(SYMBOLS)),
+                                               times[first:]], names=["symbol", "timestamp"])
+            frames.append(pd.DataFrame({
+                "fold": np.where(np.arange(first, n) < n // 2, "fold_a", "fold_b"), "seed": model_seed,
+                "next_return": r[first:, j], "position__model": np.clip(forecast[first:, j] * 50, -1, 1),
+                "position__flat": 0.0, "forecast__h1": forecast[first:, j], "target__h1": np.log1p(r[first:, j]),
+            }, index=index))
+    out = pd.concat(frames).sort_index()
+    out.attrs["periods_per_year"] = 252.0
+    return out
+
+
+def test_per_symbol_default_adds_nothing_and_leaves_the_report_unchanged():
+    pred = predictions()
+    plain = build_report(pred, COSTS)
+    same = build_report(pred, COSTS, portfolio=PortfolioConfig())
+    pd.testing.assert_frame_equal(plain.returns, same.returns)
+    assert not any(is_weights(s) for s in same.overall.index)
+
+
+def test_long_short_strategy_is_the_weights_book_of_each_folds_scores():
+    pred = predictions()
+    report = build_report(pred, COSTS, portfolio=LONG_SHORT, n_trials=2)
+    name = weights_strategy("model", "long_short")
+    assert name in report.overall.index and name in report.paired.index
+    expected = []
+    for _, part in with_defaults(pred).groupby("fold"):
+        w = portfolio_weights(part["forecast__h1"], LONG_SHORT)  # each fold's book enters flat
+        wide = w.unstack("symbol")
+        np.testing.assert_allclose(wide.fillna(0).sum(axis=1), 0.0, atol=1e-12)  # dollar neutral
+        np.testing.assert_allclose(wide.fillna(0).abs().sum(axis=1), 1.0, atol=1e-12)  # gross leverage 1
+        expected.append(portfolio_pnl(w, part["next_return"], COSTS, book="weights"))
+    expected = pd.concat(expected).sort_index()
+    np.testing.assert_allclose(report.returns[name].to_numpy(), expected.to_numpy(), atol=1e-15)
+    # the sleeves are untouched by the portfolio strategies beside them
+    pd.testing.assert_series_equal(report.returns["model"], build_report(pred, COSTS).returns["model"])
+    assert report.overall.loc[name, "sharpe"] > 1  # the forecast ranks names: the long-short book earns
+    assert any("portfolio strategies model@long_short" in n for n in report.notes)
+
+
+def test_seeds_each_book_their_own_weights_and_average_returns():
+    pred = predictions(seeds=(0, 1))
+    report = build_report(pred, COSTS, portfolio=LONG_SHORT)
+    name = weights_strategy("model", "long_short")
+    frame = with_defaults(pred)
+    per_seed = []
+    for seed, part in frame.groupby("seed"):
+        per_seed.append(build_report(part.drop(columns="seed"), COSTS, portfolio=LONG_SHORT).returns[name])
+    np.testing.assert_allclose(report.returns[name].to_numpy(), (per_seed[0] + per_seed[1]).to_numpy() / 2,
+                               atol=1e-15)
+
+
+def test_sector_neutral_weights_sum_to_zero_per_sector():
+    cfg = LONG_SHORT.model_copy(update={"sector_neutral": True, "weighting": "rank"})
+    frame, added = with_portfolio_strategies(with_defaults(predictions()), cfg, sectors=SECTORS, periods_per_year=252)
+    assert added == ["model@long_short"]
+    w = frame["position__model@long_short"]
+    sector = w.index.get_level_values("symbol").map(SECTORS)
+    per_sector = w.groupby([w.index.get_level_values("timestamp"), sector]).sum()
+    np.testing.assert_allclose(per_sector.to_numpy(), 0.0, atol=1e-12)
+    assert w.abs().max() <= cfg.max_weight + 1e-12
