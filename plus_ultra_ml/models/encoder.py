@@ -137,7 +137,8 @@ class RowEncoder:
         self.encoded_windows += len(rows)
         device = next(self.backbone.parameters()).device
         hidden = self.backbone(windows.to(device), (self.symbol_ids[rows] + 1).to(device))  # (B, T, D)
-        return hidden[:, -1].to(self.features.device)
+        # clone: a view of the last step would keep the whole (B, T, D) output alive (T x the memory)
+        return hidden[:, -1].to(self.features.device).clone()  # (B, D)
 
     def _batched(self, rows: Tensor) -> Tensor:
         with torch.no_grad(), _eval(self.backbone):

@@ -97,7 +97,9 @@ def predict_segment(module: SupervisedModule, data: WindowedData, segment: str =
                 for name, value in step.parts.items():
                     parts[name] = parts.get(name, 0.0) + float(value) * n
                 count += n
-                states.append(step.output.hidden[:, -1].cpu())  # (B, D)
+                # a copy: a view of the last step (.cpu() is a no-op on the CPU) would keep every batch's
+                # whole (B, T, D) output alive until the end: T times the states' memory
+                states.append(step.output.hidden[:, -1].cpu().clone())  # (B, D)
             hidden = torch.cat(states)  # (M, D)
             if encoder is not None:
                 encoder.put(torch.from_numpy(rows), hidden)

@@ -133,3 +133,24 @@ def test_the_pass_runs_in_eval_mode_and_restores_the_callers_mode(data):
     states = encoder(rows)
     assert net.backbone.training  # restored
     torch.testing.assert_close(states, reference(net, data, rows.numpy()), rtol=1e-5, atol=1e-6)
+
+
+def test_kept_states_do_not_hold_the_backbone_s_whole_output():
+    """A stored last-step state must own its memory: a view would keep each batch's (B, T, D) output alive."""
+    import torch
+
+    class Net(torch.nn.Module):
+        d_model = 6
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, symbols):  # (B, T, F) -> (B, T, D)
+            return x.repeat(1, 1, 2)
+
+    features = torch.arange(40 * 3, dtype=torch.float32).reshape(40, 3)
+    encoder = RowEncoder(Net(), features, torch.zeros(40, dtype=torch.long), window=8, batch_size=16)
+    states = encoder._encode(torch.arange(7, 40))
+    assert states.shape == (33, 6)
+    assert states.untyped_storage().nbytes() == states.numel() * states.element_size()
