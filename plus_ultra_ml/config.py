@@ -267,10 +267,36 @@ class LossConfig(Section):
     aux: float = Field(1.0, ge=0)  # multiplies the backbone's own auxiliary loss (MoE balancing), if any
     risk_aversion: float = Field(1.0, ge=0)  # the utility's lambda, in `pnl_units`
     pnl_units: Literal["return", "volatility"] = "return"  # volatility: PnL / the bar's causal volatility
+    # Cross-sectional terms (objectives/cross_section.py; they need train.cross_section, date-grouped batches):
+    ic: float = Field(0.0, ge=0)  # -per-date Pearson IC of the h=1 forecast with the next return across names
+    listnet: float = Field(0.0, ge=0)  # ListNet cross-entropy of the h=1 forecast's ranking across names
+    listnet_temperature: float = Field(0.01, gt=0)  # in return units: the softness of the target ranking
+    # -mean-variance utility of the long-short book (gross 1) the position head implies, per bar in return
+    # units: a daily book earns ~1e-3 a bar, so a weight of ~100 puts it beside a forecast loss of ~1
+    portfolio_utility: float = Field(0.0, ge=0)
+    portfolio_risk_aversion: float = Field(10.0, ge=0)  # that utility's lambda, in return units
     # Scale on the gradient the PnL terms (sharpe, sortino, drawdown, utility) send into the backbone;
     # the position head always gets all of it. 1: the backbone serves the head's PnL as much as the
     # forecast; 0: the backbone learns from the forecast loss alone (no IC is traded for the head's PnL).
     position_backbone_grad: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_term(self) -> LossConfig:
+        terms = ("forecast", "quantile", "sharpe", "sortino", "drawdown", "utility", "ic", "listnet", "portfolio_utility")
+        if not any(getattr(self, name) > 0 for name in terms):
+            raise ValueError(f"train.loss: every weight of {', '.join(terms)} is 0, so the loss would be constant; "
+                             "set one above 0")
+        return self
+
+
+class CrossSectionConfig(Section):
+    """Date-grouped training batches (training/datamodule.py `DateBatchSampler`): each batch holds the
+    windows of up to `names_per_date` names ending at each of `dates_per_batch` training dates, so a loss
+    can compare names at one date (train.loss.ic, listnet, portfolio_utility). `train.batch_size` then
+    does not apply to training batches (rows per batch = dates_per_batch x names at each date)."""
+
+    dates_per_batch: int = Field(4, ge=1)
+    names_per_date: int | None = Field(64, ge=3)  # sampled without replacement per date and epoch; None: all names
 
 
 class DiagnosticsConfig(Section):
@@ -291,7 +317,10 @@ class TrainConfig(LoopConfig):
     # (k = curriculum_epochs), then windows.window. The horizon and the heads never change.
     curriculum: tuple[int, ...] = ()
     curriculum_epochs: int = Field(1, ge=1)
-    monitor: Literal["val/loss", "val/ic"] = "val/loss"  # best checkpoint and early stopping follow it
+    # Date-grouped batches for the cross-sectional loss terms; None: windows shuffled one by one.
+    cross_section: CrossSectionConfig | None = None
+    # best checkpoint and early stopping follow it; val/ic_date: the mean per-date IC of the h=1 forecast
+    monitor: Literal["val/loss", "val/ic", "val/ic_date"] = "val/loss"
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     # hardware (Lightning's names), used by pretraining too
     accelerator: str = "cpu"
@@ -309,6 +338,17 @@ class TrainConfig(LoopConfig):
         c = self.curriculum
         if any(w < 2 for w in c) or any(a >= b for a, b in zip(c, c[1:])):
             raise ValueError(f"train.curriculum must be strictly increasing window lengths >= 2, got {list(c)}")
+        return self
+
+    @model_validator(mode="after")
+    def _cross_section_terms(self) -> TrainConfig:
+        terms = {name: getattr(self.loss, name) for name in ("ic", "listnet", "portfolio_utility")}
+        used = [name for name, weight in terms.items() if weight > 0]
+        if used and self.cross_section is None:
+            raise ValueError(f"train.loss.{used[0]} compares names at one date and needs date-grouped batches: "
+                             "set train.cross_section (for example {dates_per_batch: 4, names_per_date: 64})")
+        if self.monitor == "val/ic_date" and self.cross_section is None:
+            raise ValueError("train.monitor val/ic_date needs train.cross_section (validation by whole dates)")
         return self
 
 

@@ -256,8 +256,8 @@ class WindowDataset(Dataset):
     """Windows of one segment; items are views into WindowedData's arrays (no copies until collate).
 
     Item: x (T, F) scaled features, y (T, H) forward log returns, r (T,) next-bar returns,
-    vol (T,) causal volatility, symbol () id, end () timestamp ns of the last bar.
-    A shorter `window` than the data's (curriculum) uses the last `window` bars of each window.
+    vol (T,) causal volatility, symbol () id, end () timestamp ns of the last bar, times (T,) timestamp
+    ns of every bar. A shorter `window` than the data's (curriculum) uses the last `window` bars of each window.
     """
 
     def __init__(self, data: WindowedData, segment: str, window: int):
@@ -282,4 +282,5 @@ class WindowDataset(Dataset):
             "vol": torch.from_numpy(d.volatility[rows]),  # (T,)
             "symbol": torch.tensor(d.symbol_ids[end]),
             "end": torch.tensor(d.timestamps[end]),
+            "times": torch.from_numpy(d.timestamps[rows]),  # (T,) ns of every bar: what cross-sections line up by
         }

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from plus_ultra_ml.data.windows import WindowedData
+from plus_ultra_ml.data.windows import WindowDataset, WindowedData
 from plus_ultra_ml.evaluation.heldout import SegmentPredictions
 from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.models.network import PlusUltraNet
+from plus_ultra_ml.training.datamodule import date_loader, dates_of
 from plus_ultra_ml.training.lit_modules import SupervisedModule, horizon_scale
 
 
@@ -71,6 +72,17 @@ def segment_frame(net: PlusUltraNet, encoder: RowEncoder, data: WindowedData, se
         net.train(was_training)
 
 
+def _evaluation_batches(module: SupervisedModule, data: WindowedData, segment: str, dataset: WindowDataset,
+                        batch_size: int) -> tuple[np.ndarray | None, DataLoader]:
+    """Batches in the order of `rows` (order None), or, when the module trains on cross-sections
+    (train.cross_section), whole dates of about `batch_size` windows, so the cross-sectional loss terms
+    see every name of a date; `order` then holds the dataset positions in loader order."""
+    if module.train_cfg.cross_section is None:
+        return None, DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    dates = dates_of(np.asarray(data.ends[segment]), data.timestamps)
+    return np.concatenate(dates), date_loader(dataset, dates, batch_size)
+
+
 def predict_segment(module: SupervisedModule, data: WindowedData, segment: str = "test",
                     batch_size: int = 512, encoder: RowEncoder | None = None) -> SegmentPredictions:
     """Run `module.model_step` over every window of `segment` (no gradient, eval mode).
@@ -87,9 +99,10 @@ def predict_segment(module: SupervisedModule, data: WindowedData, segment: str =
     module.eval()
     states: list[Tensor] = []
     total, parts, count = 0.0, {}, 0
+    order, loader = _evaluation_batches(module, data, segment, dataset, batch_size)
     try:
         with torch.no_grad():
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):  # in the order of `rows`
+            for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 step = module.model_step(batch)
                 n = len(batch["x"])
@@ -100,7 +113,9 @@ def predict_segment(module: SupervisedModule, data: WindowedData, segment: str =
                 # a copy: a view of the last step (.cpu() is a no-op on the CPU) would keep every batch's
                 # whole (B, T, D) output alive until the end: T times the states' memory
                 states.append(step.output.hidden[:, -1].cpu().clone())  # (B, D)
-            hidden = torch.cat(states)  # (M, D)
+            hidden = torch.cat(states)  # (M, D) in loader order
+            if order is not None:  # date batches: back to the order of `rows`
+                hidden = hidden[torch.from_numpy(np.argsort(order, kind="stable"))]
             if encoder is not None:
                 encoder.put(torch.from_numpy(rows), hidden)
             frame = frame_from_states(module.net, hidden, data, rows)

@@ -267,7 +267,8 @@ def _datamodule(cfg: ExperimentConfig, data: TrainingData, loop: LoopConfig, spl
                           curriculum=curriculum, curriculum_epochs=curriculum_epochs,
                           num_workers=cfg.train.num_workers,
                           periods_per_year=panel_periods_per_year(data.panel, cfg.features.periods_per_year),
-                          val_windows=loop.val_windows, sample_seed=cfg.seed)
+                          val_windows=loop.val_windows, sample_seed=cfg.seed,
+                          cross_section=loop.cross_section if isinstance(loop, TrainConfig) else None)
     dm.setup()
     return dm
 
@@ -389,7 +390,7 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
             parent.update(warm_start(net, pretrain_checkpoint, dm.feature_names, dm.split.cutoff))
         return SupervisedModule(net, loop, cfg.costs)
 
-    monitor, mode = (loop.monitor, "max" if loop.monitor == "val/ic" else "min")
+    monitor, mode = (loop.monitor, "max" if loop.monitor in ("val/ic", "val/ic_date") else "min")
     extra = [*callbacks, *([diagnostics] if diagnostics else [])]
     run, module = _fit("supervised", cfg, loop, module_for, dm, run_dir, monitor=monitor, mode=mode,
                        extra_callbacks=extra, progress=progress, resume=resume, curriculum=bool(loop.curriculum))

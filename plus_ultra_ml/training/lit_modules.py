@@ -36,14 +36,16 @@ from plus_ultra_ml.config import CostConfig, LoopConfig, LossConfig, PretrainCon
 from plus_ultra_ml.models.network import ModelRecipe, NetOutput, PlusUltraNet
 from plus_ultra_ml.models.registry import build_model
 from plus_ultra_ml.models.spec import model_spec
-from plus_ultra_ml.objectives import pretext
-from plus_ultra_ml.objectives.losses import RiskLossWeights, risk_aware_loss, volatility_scaled
+from plus_ultra_ml.objectives import cross_section, pretext
+from plus_ultra_ml.objectives.losses import RiskLossWeights, mean_variance_utility, risk_aware_loss, volatility_scaled
 
 SPEC_KEY = "plus_ultra"  # where a Lightning checkpoint carries {"kind", "model_spec"}
 
 
-def risk_weights(loss: LossConfig) -> RiskLossWeights:
-    """The `train.loss` section as the objective's weights."""
+def risk_weights(loss: LossConfig) -> RiskLossWeights | None:
+    """The `train.loss` section as the objective's weights; None when only cross-sectional terms are on."""
+    if loss.forecast + loss.quantile + loss.sharpe + loss.sortino + loss.drawdown + loss.utility == 0:
+        return None
     return RiskLossWeights(
         forecast=loss.forecast, quantile=loss.quantile, sharpe=loss.sharpe, sortino=loss.sortino,
         drawdown=loss.drawdown, utility=loss.utility, forecast_kind=loss.forecast_kind, huber_delta=loss.huber_delta,
@@ -116,6 +118,32 @@ class SupervisedStep(NamedTuple):
     scale: Tensor  # (B, T, H) the volatility each horizon was divided by
 
 
+def cross_section_terms(loss: LossConfig, batch: Mapping[str, Tensor], out: NetOutput, scale: Tensor,
+                        positions: Tensor, costs: CostConfig) -> dict[str, tuple[float, Tensor]]:
+    """name -> (weight, unweighted value) of every active cross-sectional term (objectives/cross_section.py).
+
+    The score is the h=1 forecast in return units (forecast x its volatility scale), compared across
+    the names of each cross-section (same end date, same step timestamp) with the realised next-bar
+    log return y[..., 0]; the portfolio term books the position head's long-short book.
+    """
+    active = {name: w for name in ("ic", "listnet", "portfolio_utility") if (w := getattr(loss, name)) > 0}
+    if not active:
+        return {}
+    keys, dates = cross_section.cross_section_keys(batch["times"], batch["end"])  # (B, T), (B,)
+    score = out.forecast[..., 0] * scale[..., 0]  # (B, T) return units
+    target = batch["y"][..., 0]  # (B, T)
+    terms: dict[str, tuple[float, Tensor]] = {}
+    if "ic" in active:
+        terms["ic"] = (active["ic"], -cross_section.per_date_ic(score, target, keys))
+    if "listnet" in active:
+        terms["listnet"] = (active["listnet"], cross_section.listnet_loss(score, target, keys, loss.listnet_temperature))
+    if "portfolio_utility" in active:
+        book = cross_section.long_short_pnl(positions, batch["r"], keys, dates, costs)  # (G, T)
+        terms["portfolio_utility"] = (active["portfolio_utility"],
+                                      -mean_variance_utility(book, loss.portfolio_risk_aversion))
+    return terms
+
+
 class SupervisedModule(OptimisedModule):
     """Risk-aware supervised training of an injected `PlusUltraNet` (see the module docstring)."""
 
@@ -126,7 +154,7 @@ class SupervisedModule(OptimisedModule):
         self.costs = costs
         self.weights = risk_weights(train.loss)
         self.quantiles = tuple(net.recipe.heads.quantiles)
-        if self.weights.quantile > 0 and not self.quantiles:
+        if train.loss.quantile > 0 and not self.quantiles:
             raise ValueError("train.loss.quantile > 0 needs quantile levels in model.quantiles")
         # PPO's heads are not trained here: freezing them keeps DDP and AdamW from touching them.
         for head in (net.policy_head, net.value_head):
@@ -141,18 +169,25 @@ class SupervisedModule(OptimisedModule):
         out = self.net(batch["x"], model_symbol_ids(batch))
         scale = horizon_scale(batch["vol"], out.forecast.shape[-1])  # (B, T, H)
         target = volatility_scaled(batch["y"], scale)
-        quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
         positions = out.position  # (B, T)
         g = self.train_cfg.loss.position_backbone_grad
         if g < 1:  # same values; the PnL terms' gradient into the backbone is scaled by g
             positions = self.net.position_head(scale_gradient(out.hidden, g))
-        risk = risk_aware_loss(
-            self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
-            quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,
-            volatility=batch["vol"],
-        )
-        parts = dict(risk.parts)
-        loss = risk.total
+        parts: dict[str, Tensor] = {}
+        loss = out.forecast.new_zeros(())
+        if self.weights is not None:
+            quantile_forecast = out.quantiles if self.weights.quantile > 0 else None
+            risk = risk_aware_loss(
+                self.weights, forecast=out.forecast, target=target, quantile_forecast=quantile_forecast,
+                quantiles=self.quantiles, positions=positions, next_returns=batch["r"], costs=self.costs,
+                volatility=batch["vol"],
+            )
+            parts.update(risk.parts)
+            loss = risk.total
+        for name, (weight, value) in cross_section_terms(self.train_cfg.loss, batch, out, scale, positions,
+                                                         self.costs).items():
+            parts[name] = value
+            loss = loss + weight * value
         if self.train_cfg.loss.aux > 0 and out.aux_loss.requires_grad:
             parts["aux"] = out.aux_loss
             loss = loss + self.train_cfg.loss.aux * out.aux_loss
@@ -206,6 +241,8 @@ class SupervisedModule(OptimisedModule):
         for h, ic in enumerate(summary["ic"], start=1):
             self.log(f"val/ic_h{h}", ic, sync_dist=True)
         self.log("val/ic", summary["ic"][0], prog_bar=True, sync_dist=True)
+        if math.isfinite(summary["ic_date"]) or self.train_cfg.monitor == "val/ic_date":
+            self.log("val/ic_date", summary["ic_date"], sync_dist=True)  # mean per-date IC of h=1 (>= 3 names a date)
         for q, coverage in zip(self.quantiles, summary["coverage"]):
             self.log(f"val/coverage_q{q:g}", coverage, sync_dist=True)
 
@@ -232,7 +269,10 @@ def validation_summary(gathered: Mapping[str, Tensor], quantiles: tuple[float, .
     coverage: list[float] = []
     if "below" in gathered and quantiles:
         coverage = gathered["below"].float().mean(dim=(0, 1)).tolist()  # (Q,)
-    return {"ic": ic, "coverage": coverage, "quantiles": list(quantiles), "windows": int(len(forecast))}
+    _, dates = torch.unique(gathered["end"], return_inverse=True)  # windows ending together: one cross-section
+    ic_date = float(cross_section.per_date_ic(forecast[:, 0].double(), target[:, 0].double(), dates))
+    return {"ic": ic, "ic_date": ic_date, "coverage": coverage, "quantiles": list(quantiles),
+            "windows": int(len(forecast))}
 
 
 # --------------------------------------------------------------------------------------------

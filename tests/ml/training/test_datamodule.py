@@ -1,13 +1,13 @@
-"""DataModule: curriculum schedule, scaler fitted on training rows only, window start times."""
+"""DataModule: curriculum schedule, scaler fitted on training rows only, window start times, date batches."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from plus_ultra_ml.config import ConfigError
+from plus_ultra_ml.config import ConfigError, CrossSectionConfig
 from plus_ultra_ml.data.windows import RobustScaler, build_targets
-from plus_ultra_ml.training.datamodule import WindowDataModule, curriculum_window
+from plus_ultra_ml.training.datamodule import DateBatchSampler, WindowDataModule, curriculum_window
 
 from .conftest import planted_data, tiny_config
 
@@ -108,3 +108,57 @@ def test_shuffled_training_batches_spread_over_symbols_and_read_only_their_windo
     assert len(calls) == 64 and len(set(calls)) == 64  # windows read = the batch, no materialisation
     assert len(module.dataset("train")) > 20 * 64  # far more windows exist than one batch read
     assert len(np.unique(batch["symbol"].numpy())) >= 25  # spread: not one symbol's run of windows
+
+
+# ------------------------------------------------------------------------------------ cross-section
+def universe(names=12, n_bars=200):
+    return planted_data(n_bars=n_bars, symbols=tuple(f"S{i:02d}" for i in range(names)))
+
+
+def test_date_batches_hold_one_window_per_name_at_each_of_their_dates():
+    data = universe()
+    dm = module_for(data, cross_section=CrossSectionConfig(dates_per_batch=3, names_per_date=5), sample_seed=2)
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) == len(dm.dates("train")) // 3  # the short last batch is dropped
+    for b in batches[:10]:
+        ends, symbols = b["end"].numpy(), b["symbol"].numpy()
+        assert len(np.unique(ends)) == 3 and len(ends) == 15  # 3 dates x 5 sampled names
+        pairs = set(zip(ends.tolist(), symbols.tolist()))
+        assert len(pairs) == 15  # no name twice at a date
+        np.testing.assert_array_equal(b["times"][:, -1].numpy(), ends)  # each window's steps end at its date
+    seen = {int(e) for b in batches for e in np.unique(b["end"].numpy())}
+    assert len(seen) == 3 * len(batches)  # every date at most once an epoch
+    # seeded: a rerun draws the same batches; the next epoch draws others
+    again = list(module_for(data, cross_section=CrossSectionConfig(dates_per_batch=3, names_per_date=5),
+                            sample_seed=2).train_dataloader())
+    assert all(np.array_equal(a["end"], b["end"]) and np.array_equal(a["symbol"], b["symbol"])
+               for a, b in zip(batches, again))
+    following = list(loader)  # the same sampler's second epoch
+    assert not np.array_equal(following[0]["end"], batches[0]["end"])
+
+
+def test_date_batches_with_every_name_and_whole_dates_in_validation():
+    data = universe(names=10)
+    dm = module_for(data, cross_section=CrossSectionConfig(dates_per_batch=2, names_per_date=None), val_windows=35)
+    b = next(iter(dm.train_dataloader()))
+    assert len(b["end"]) == 20  # all 10 names at 2 dates
+    sample = dm.validation_sample()
+    ends = dm.data.timestamps[dm.data.ends["val"][sample]]
+    dates, counts = np.unique(ends, return_counts=True)
+    assert len(sample) <= 35 and (counts == 10).all()  # whole dates only: every name of a drawn date
+    loader_ends = np.concatenate([b["end"].numpy() for b in dm.val_dataloader()])
+    assert sorted(loader_ends.tolist()) == sorted(ends.tolist())  # the loader yields exactly the sample
+    for b in dm.val_dataloader():
+        assert len(np.unique(b["end"].numpy())) * 10 == len(b["end"])  # no date split across batches
+
+
+def test_date_batch_sampler_on_a_ragged_universe():
+    """A name listed late is in the cross-sections of its dates only; a date never has a name twice."""
+    dates = [np.array([0, 1]), np.array([2, 3, 4]), np.array([5, 6, 7, 8])]
+    sampler = DateBatchSampler(dates, dates_per_batch=2, names_per_date=3, seed=0)
+    batches = list(sampler)
+    assert len(batches) == 2 and sum(len(b) for b in batches) == 2 + 3 + 3  # the last, short batch is kept
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat)) and set(flat) <= set(range(9))
+    assert sum(1 for i in flat if i >= 5) == 3  # the 4-name date is sampled down to 3

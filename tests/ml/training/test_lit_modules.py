@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from plus_ultra_ml.config import CostConfig, TrainConfig
+from plus_ultra_ml.config import ConfigError, CostConfig, TrainConfig
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.training.lit_modules import (
     PretrainModule,
@@ -133,8 +133,11 @@ def test_validation_summary_ic_and_coverage():
     target = torch.randn(5000, 2)
     forecast = torch.stack([target[:, 0] + torch.randn(5000), -target[:, 1]], dim=1)
     below = torch.stack([target <= -1.2816, target <= 0.0, target <= 1.2816], dim=-1)  # true N(0,1) quantiles
-    summary = validation_summary({"forecast": forecast, "target": target, "below": below}, (0.1, 0.5, 0.9))
+    end = torch.arange(5000) // 50  # 100 dates of 50 names
+    summary = validation_summary({"forecast": forecast, "target": target, "below": below, "end": end},
+                                 (0.1, 0.5, 0.9))
     assert summary["ic"][0] == pytest.approx(1 / math.sqrt(2), abs=0.03)
+    assert summary["ic_date"] == pytest.approx(1 / math.sqrt(2), abs=0.03)  # the mean of the per-date ICs
     assert summary["ic"][1] == pytest.approx(-1.0)
     assert summary["coverage"] == pytest.approx([0.1, 0.5, 0.9], abs=0.02)
 
@@ -187,3 +190,56 @@ def test_position_terms_reach_the_backbone_scaled_by_position_backbone_grad(g):
             assert scaled is None or scaled.abs().sum() == 0
         else:
             torch.testing.assert_close(scaled, g * unscaled, rtol=1e-4, atol=1e-8)
+
+
+def test_per_date_ic_in_validation_ignores_the_level_shared_by_a_date():
+    """A forecast that only knows each date's common move has pooled IC but no per-date IC."""
+    torch.manual_seed(1)
+    end = torch.arange(4000) // 40  # 100 dates of 40 names
+    market = torch.randn(100)[end]
+    target = torch.stack([market + 0.3 * torch.randn(4000)] * 2, dim=1)
+    own = 0.01 * torch.randn(4000)  # spread within a date that knows nothing of the names' own moves
+    forecast = torch.stack([market + own, market + own], dim=1)
+    summary = validation_summary({"forecast": forecast, "target": target, "end": end}, ())
+    assert summary["ic"][0] > 0.9
+    assert abs(summary["ic_date"]) < 0.05
+
+
+def date_batch(dates=3, names=5, T=8, F=4, H=2, seed=0):
+    """`batch` laid out as training/datamodule.py's date-grouped batches: `names` windows ending at each date."""
+    b = batch(B=dates * names, T=T, F=F, H=H, seed=seed)
+    end = torch.arange(dates).repeat_interleave(names) + T
+    b["end"] = end
+    b["times"] = end.unsqueeze(1) + torch.arange(T) - T + 1  # (B, T)
+    b["symbol"] = torch.arange(dates * names) % names % 3
+    return b
+
+
+@pytest.mark.parametrize("terms", [{"ic": 1.0}, {"listnet": 1.0}, {"portfolio_utility": 100.0},
+                                   {"forecast": 1.0, "ic": 0.5, "portfolio_utility": 50.0}])
+def test_cross_sectional_terms_train_every_weight_they_should(terms):
+    torch.manual_seed(0)
+    loss = {"forecast": 0.0, "sharpe": 0.0, **terms}
+    cfg = tiny_config(train={"loss": loss, "cross_section": {"dates_per_batch": 3, "names_per_date": None}})
+    module = SupervisedModule(tiny_net(cfg), cfg.train, CostConfig())
+    step = module.model_step(date_batch())
+    assert set(terms) <= set(step.parts) and torch.isfinite(step.loss)
+    expected = sum(weight * step.parts[name] for name, weight in terms.items())
+    assert float(step.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    step.loss.backward()
+    grads = {n: p.grad for n, p in module.net.named_parameters() if p.requires_grad}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("backbone"))
+    forecast_head = [g for n, g in grads.items() if n.startswith("forecast_head")]
+    position_head = [g for n, g in grads.items() if n.startswith("position_head")]
+    trains_forecast = any(t in terms for t in ("forecast", "ic", "listnet"))
+    assert any(g is not None and g.abs().sum() > 0 for g in forecast_head) == trains_forecast
+    assert any(g is not None and g.abs().sum() > 0 for g in position_head) == ("portfolio_utility" in terms)
+
+
+def test_cross_sectional_terms_need_date_grouped_batches():
+    with pytest.raises(ConfigError, match="train.cross_section"):
+        tiny_config(train={"loss": {"ic": 1.0}})
+    with pytest.raises(ConfigError, match="train.cross_section"):
+        tiny_config(train={"monitor": "val/ic_date"})
+    with pytest.raises(ConfigError, match="every weight"):
+        tiny_config(train={"loss": {"forecast": 0.0, "sharpe": 0.0}})
