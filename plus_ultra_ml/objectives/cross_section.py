@@ -53,6 +53,18 @@ def _group_mean(values: Tensor, keys: Tensor, n: int, counts: Tensor) -> Tensor:
     return _group_sum(values, keys, n) / counts.clamp_min(1)
 
 
+def _finite_cells(score: Tensor, target: Tensor, keys: Tensor) -> tuple[Tensor, Tensor, Tensor, int, Tensor] | None:
+    """The finite (score, target) cells, flattened, with their keys, the key count n and each key's
+    cell count (n,); None when no cell is finite."""
+    s, y, k = score.reshape(-1), target.reshape(-1), keys.reshape(-1)
+    ok = torch.isfinite(y) & torch.isfinite(s.detach())
+    s, y, k = s[ok], y[ok], k[ok]
+    if len(k) == 0:
+        return None
+    n = int(k.max()) + 1
+    return s, y, k, n, _group_sum(torch.ones_like(y), k, n)
+
+
 def per_date_ic(score: Tensor, target: Tensor, keys: Tensor, min_names: int = MIN_NAMES) -> Tensor:
     """Mean over cross-sections of corr(score, target) across names. Any matching shapes.
 
@@ -60,13 +72,10 @@ def per_date_ic(score: Tensor, target: Tensor, keys: Tensor, min_names: int = MI
     target: the realised forward return of the same cells; NaN cells are left out.
     keys:   cross-section ids (`cross_section_keys`), same shape.
     """
-    s, y, k = score.reshape(-1), target.reshape(-1), keys.reshape(-1)
-    ok = torch.isfinite(y) & torch.isfinite(s.detach())
-    s, y, k = s[ok], y[ok], k[ok]
-    n = int(k.max()) + 1 if len(k) else 0
-    if n == 0:
+    cells = _finite_cells(score, target, keys)
+    if cells is None:
         return score.sum() * float("nan")
-    counts = _group_sum(torch.ones_like(y), k, n)
+    s, y, k, n, counts = cells
     sc = s - _group_mean(s, k, n, counts)[k]
     yc = y - _group_mean(y, k, n, counts)[k]
     sxy, sxx, syy = (_group_sum(a * b, k, n) for a, b in ((sc, yc), (sc, sc), (yc, yc)))
@@ -89,13 +98,10 @@ def listnet_loss(score: Tensor, target: Tensor, keys: Tensor, temperature: float
     temperature: in the target's units (a return): small makes the target distribution the arg-max
     name, large makes it uniform. The minimum is not zero (it is the targets' entropy).
     """
-    s, y, k = score.reshape(-1), target.reshape(-1), keys.reshape(-1)
-    ok = torch.isfinite(y) & torch.isfinite(s.detach())
-    s, y, k = s[ok], y[ok], k[ok]
-    n = int(k.max()) + 1 if len(k) else 0
-    if n == 0:
+    cells = _finite_cells(score, target, keys)
+    if cells is None:
         return score.sum() * float("nan")
-    counts = _group_sum(torch.ones_like(y), k, n)
+    s, y, k, n, counts = cells
     p_target = _group_log_softmax(y / temperature, k, n).exp()
     cross_entropy = _group_sum(-p_target * _group_log_softmax(s, k, n), k, n)
     usable = counts >= min_names
