@@ -476,15 +476,29 @@ class PortfolioConfig(Section):
     vol_min_bars: int = Field(20, ge=2)  # fewer trailing returns than this: the book stays flat (warm-up)
     sector_neutral: bool = False  # long_short: weights sum to 0 within each assets.sector
     rebalance_every: int = Field(1, ge=1)  # bars between rebalances; weights are held in between
+    # Constructions the report also books beside `construction`, on the same scores and limits (long-short
+    # and long-only side by side); sector_neutral applies to the long_short one only.
+    compare: list[Literal["long_short", "long_only_topk"]] = []
+
+    @property
+    def constructions(self) -> list[str]:
+        """The weight constructions the report books: `construction` (unless per_symbol), then `compare`."""
+        named = [self.construction, *self.compare]
+        return [c for i, c in enumerate(named) if c != "per_symbol" and c not in named[:i]]
+
+    def variant(self, construction: str) -> "PortfolioConfig":
+        """This config with `construction` in place (the limits kept, sector neutrality only for long_short)."""
+        return self.model_copy(update={"construction": construction, "compare": [],
+                                       "sector_neutral": self.sector_neutral and construction == "long_short"})
 
     @model_validator(mode="after")
     def _consistent(self) -> "PortfolioConfig":
-        if self.construction == "long_only_topk" and self.k * self.max_weight < 1 - 1e-12:
+        if "long_only_topk" in (self.construction, *self.compare) and self.k * self.max_weight < 1 - 1e-12:
             raise ValueError(f"portfolio.k * portfolio.max_weight = {self.k * self.max_weight:g} < 1: a long-only "
                              "book of k names cannot be fully invested; raise k or max_weight")
-        if self.sector_neutral and self.construction != "long_short":
-            raise ValueError("portfolio.sector_neutral needs construction long_short (a long-only book cannot "
-                             "sum to 0 within a sector)")
+        if self.sector_neutral and "long_short" not in (self.construction, *self.compare):
+            raise ValueError("portfolio.sector_neutral needs a long_short construction or comparison (a long-only "
+                             "book cannot sum to 0 within a sector)")
         if self.vol_min_bars > self.vol_window:
             raise ValueError("portfolio.vol_min_bars must be <= portfolio.vol_window")
         return self

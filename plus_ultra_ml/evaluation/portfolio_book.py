@@ -1,6 +1,7 @@
 """The report's portfolio strategies: each forecaster's scores through the portfolio room, booked as weights.
 
-With `portfolio.construction` long_short or long_only_topk, every strategy that has a per-bar score in
+For each construction of `portfolio.constructions` (`construction` when long_short or long_only_topk, then
+each of `portfolio.compare`, so long-short and long-only books stand side by side), every strategy that has a per-bar score in
 the predictions frame (the model's forecast__h1, each signal__<strategy>) gets a second strategy,
 ``<strategy>@<construction>`` (`weights_strategy`), whose ``position__`` column holds portfolio weights
 built by `plus_ultra_ml.portfolio.portfolio_weights` from those scores, per (fold, seed) path: each
@@ -53,23 +54,27 @@ def score_columns(frame: pd.DataFrame) -> dict[str, str]:
 def with_portfolio_strategies(frame: pd.DataFrame, cfg: PortfolioConfig, *, sectors: Mapping[str, str] | None,
                               periods_per_year: float) -> tuple[pd.DataFrame, list[str]]:
     """`frame` (with_defaults applied) plus a ``position__<strategy>@<construction>`` column of weights for
-    every scored strategy, and the names added. per_symbol: the frame unchanged, nothing added."""
-    if cfg.construction == "per_symbol":
+    every scored strategy and construction of `cfg.constructions`, and the names added. per_symbol with
+    nothing to compare: the frame unchanged, nothing added."""
+    if not cfg.constructions:
         return frame, []
     sources = score_columns(frame)
+    paths = list(frame.groupby(["fold", "seed"], sort=False).indices.values())
     out = frame.copy()
     added = []
-    for source, column in sources.items():
-        name = weights_strategy(source, cfg.construction)
-        weights = pd.Series(np.nan, index=frame.index)
-        for rows in frame.groupby(["fold", "seed"], sort=False).indices.values():
-            part = frame.iloc[rows]  # one (fold, seed) path: unique (symbol, timestamp) rows
-            w = portfolio_weights(part[column], cfg, sectors=sectors,
-                                  next_returns=part["next_return"] if cfg.target_volatility else None,
-                                  periods_per_year=periods_per_year)
-            weights.iloc[rows] = w.to_numpy()
-        out[POSITION + name] = weights.to_numpy()
-        added.append(name)
+    for construction in cfg.constructions:
+        variant = cfg.variant(construction)
+        for source, column in sources.items():
+            name = weights_strategy(source, construction)
+            weights = pd.Series(np.nan, index=frame.index)
+            for rows in paths:
+                part = frame.iloc[rows]  # one (fold, seed) path: unique (symbol, timestamp) rows
+                w = portfolio_weights(part[column], variant, sectors=sectors,
+                                      next_returns=part["next_return"] if variant.target_volatility else None,
+                                      periods_per_year=periods_per_year)
+                weights.iloc[rows] = w.to_numpy()
+            out[POSITION + name] = weights.to_numpy()
+            added.append(name)
     return out, added
 
 

@@ -208,7 +208,7 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
              f"unit traded, {costs.holding_bps:g} bps per bar held."]
     if added:
         notes.append(f"portfolio strategies {', '.join(added)}: the strategies' scores through the portfolio room "
-                     f"({portfolio.construction}, k={portfolio.k}, gross {portfolio.gross_leverage:g}, rebalanced every "
+                     f"({' and '.join(portfolio.constructions)}, k={portfolio.k}, gross {portfolio.gross_leverage:g}, rebalanced every "
                      f"{portfolio.rebalance_every} bar(s)), booked as weights (sum over names) net of the same costs.")
     if n_trials and n_trials > 1:
         sharpes = np.array([metrics.sharpe_ratio(returns[s].dropna().to_numpy(), 1.0) for s in strategies])

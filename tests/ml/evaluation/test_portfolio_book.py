@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from pydantic import ValidationError
 
 from plus_ultra_ml.config import CostConfig, PortfolioConfig
 from plus_ultra_ml.evaluation.backtest import portfolio_pnl
@@ -89,3 +91,41 @@ def test_sector_neutral_weights_sum_to_zero_per_sector():
     per_sector = w.groupby([w.index.get_level_values("timestamp"), sector]).sum()
     np.testing.assert_allclose(per_sector.to_numpy(), 0.0, atol=1e-12)
     assert w.abs().max() <= cfg.max_weight + 1e-12
+
+
+def test_compare_books_long_short_and_long_only_side_by_side():
+    cfg = PortfolioConfig(construction="long_short", weighting="topk", k=2, max_weight=0.5, sector_neutral=True,
+                          compare=["long_only_topk"])
+    pred = predictions()
+    report = build_report(pred, COSTS, portfolio=cfg, sectors=SECTORS)
+    long_short, long_only = weights_strategy("model", "long_short"), weights_strategy("model", "long_only_topk")
+    assert {long_short, long_only} <= set(report.overall.index)
+    alone = build_report(pred, COSTS, portfolio=cfg.model_copy(update={"compare": []}), sectors=SECTORS)
+    np.testing.assert_allclose(report.returns[long_short], alone.returns[long_short], atol=1e-15)  # unchanged
+    frame, _ = with_portfolio_strategies(with_defaults(pred), cfg, sectors=SECTORS, periods_per_year=252)
+    w = frame["position__model@long_only_topk"].unstack("symbol").fillna(0)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)  # fully invested, not sector neutral
+    assert (w >= 0).all().all() and ((w > 0).sum(axis=1) == 2).all()  # k = 2 names held
+    expected = []
+    for _, part in with_defaults(pred).groupby("fold"):
+        weights = portfolio_weights(part["forecast__h1"], cfg.variant("long_only_topk"))
+        expected.append(portfolio_pnl(weights, part["next_return"], COSTS, book="weights"))
+    np.testing.assert_allclose(report.returns[long_only].to_numpy(), pd.concat(expected).sort_index().to_numpy(),
+                               atol=1e-15)
+    assert any("long_short and long_only_topk" in n for n in report.notes)
+
+
+def test_compare_alone_keeps_the_sleeves_and_adds_the_portfolio_books():
+    cfg = PortfolioConfig(k=2, max_weight=0.5, compare=["long_short", "long_only_topk", "long_short"])
+    assert cfg.constructions == ["long_short", "long_only_topk"]  # per_symbol sleeves stay the main book
+    _, added = with_portfolio_strategies(with_defaults(predictions()), cfg, sectors=None, periods_per_year=252)
+    assert added == ["model@long_short", "model@long_only_topk"]
+
+
+def test_compare_is_validated_like_the_construction():
+    with pytest.raises(ValidationError, match="cannot be fully invested"):
+        PortfolioConfig(construction="long_short", k=2, max_weight=0.1, compare=["long_only_topk"])
+    with pytest.raises(ValidationError, match="sector_neutral needs a long_short"):
+        PortfolioConfig(construction="long_only_topk", k=20, sector_neutral=True)
+    with pytest.raises(ValidationError):
+        PortfolioConfig(compare=["per_symbol"])
