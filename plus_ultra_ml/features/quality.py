@@ -48,16 +48,29 @@ def causality_spot_check(panel: pd.DataFrame, result: FeatureResult, cfg: Experi
                          symbols: Sequence[str] | None = None, n_cuts: int = 2) -> list[Mismatch]:
     """Recompute regimes + features on a symbol sample truncated at random cuts; past values must not move.
 
-    The sample keeps its symbols fixed between full and truncated runs, so cross-sectional features
-    are compared like for like."""
+    The sample keeps its symbols fixed between full and truncated runs, and the cuts fall where every
+    sampled symbol is listed (a ragged universe has names that list late or delist early), so the
+    truncated panel has the same symbols and cross-sectional features are compared like for like. When
+    the random sample never trades at the same time, the two longest-listed symbols are checked instead."""
     all_symbols = [str(s) for s in panel.index.get_level_values("symbol").unique()]
     rng = np.random.default_rng(cfg.seed)
     sample = list(symbols) if symbols else sorted(rng.choice(all_symbols, size=min(2, len(all_symbols)), replace=False))
-    sub = panel[panel.index.get_level_values("symbol").isin(sample)]
-    sub.index = sub.index.remove_unused_levels()
+    sub, common = _listed_together(panel, sample)
+    if common.empty and not symbols:
+        rows = panel.groupby(level="symbol", observed=True).size().sort_values(ascending=False, kind="stable")
+        sub, common = _listed_together(panel, [str(s) for s in rows.index[:2]])
     pinned = result.config
 
     def compute(p: pd.DataFrame) -> pd.DataFrame:
         return compute_features(p, pinned, label_regimes(p, cfg.regimes)).frame
 
-    return truncation_mismatches(compute, sub, spread_cuts(sub, n_cuts, seed=cfg.seed))
+    return truncation_mismatches(compute, sub, spread_cuts(common, n_cuts, seed=cfg.seed))
+
+
+def _listed_together(panel: pd.DataFrame, sample: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The panel's rows of `sample`, and those rows at the timestamps where every sampled symbol has one."""
+    sub = panel[panel.index.get_level_values("symbol").isin(sample)]
+    sub.index = sub.index.remove_unused_levels()
+    times = sub.index.get_level_values("timestamp")
+    listed = pd.Series(1, index=times).groupby(level=0).size()
+    return sub, sub[times.isin(listed.index[listed == len(sample)])]
