@@ -18,6 +18,12 @@ class DatabaseUnreadableError(PlusUltraError):
     exit_code = 2
 
 
+class SourceUnreadableError(PlusUltraError):
+    """A source file to ingest is empty, not text in UTF-8, not valid gzip, CSV or Parquet."""
+
+    exit_code = 2
+
+
 class DataContractError(PlusUltraError):
     """The data breaks the contract (DESIGN §2); carries the structured validation report."""
 

@@ -65,6 +65,8 @@ def ingest(
     close_only: Annotated[bool, typer.Option(
         "--close-only", help="the files hold closes only: write open = high = low = close (volume 0 if absent), "
                              "flag the symbols in assets.metadata; open/high/low features are then skipped")] = False,
+    busy_timeout: Annotated[float, typer.Option(
+        "--busy-timeout", min=0, help="seconds to wait while another process writes DB, then fail")] = 30.0,
 ) -> None:
     """Validate files and upsert them into DB in one transaction (all or nothing)."""
     from plus_ultra_ml.data.ingest import IngestOptions, ingest_files
@@ -78,7 +80,7 @@ def ingest(
         column_map[source] = target
     options = IngestOptions(symbol=symbol, column_map=column_map, timezone=timezone, adjust_column=adjust_column,
                             indicator_columns=tuple(indicators), append_only=append_only,
-                            close_only=close_only)
+                            close_only=close_only, busy_timeout_s=busy_timeout)
     with progress() as bar:
         task = bar.add_task(f"ingesting {len(files)} file(s)", total=None)
         results = ingest_files(db, files, options)

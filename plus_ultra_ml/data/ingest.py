@@ -15,22 +15,25 @@ so the feature pipeline skips what needs real open/high/low (docs/architecture.m
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import sqlite3
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytz
 
 from plus_ultra_ml.data import rules
 from plus_ultra_ml.data.schema import CLOSE_ONLY_KEY, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
 from plus_ultra_ml.data.store import check_database_file, detect_timestamp_encoding
 from plus_ultra_ml.data.validate import ValidationReport
-from plus_ultra_ml.errors import PlusUltraError
+from plus_ultra_ml.errors import DatabaseUnreadableError, PlusUltraError, SourceUnreadableError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class IngestOptions:
     # recorded in assets.metadata ({"close_only": true}, and "volume": false when volume is absent too, which
     # is then stored as 0), so the feature pipeline skips every open/high/low (and volume) feature.
     close_only: bool = False
+    busy_timeout_s: float = 30.0  # while another process writes the database: wait this long, then fail clearly
 
 
 @dataclass(frozen=True)
@@ -77,15 +81,39 @@ class IngestResult:
 # reading and normalising sources
 # --------------------------------------------------------------------------------------------
 def read_source(path: str | Path) -> pd.DataFrame:
+    """A CSV (optionally gzipped) or Parquet source as read, or `SourceUnreadableError` naming the file,
+    what is wrong with it and the fix (never the reader's own exception)."""
     path = Path(path)
     if not path.is_file():
-        raise PlusUltraError(f"source file {path} does not exist")
+        raise SourceUnreadableError(f"source file {path} does not exist or is not a file")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt", ".gz"):
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise SourceUnreadableError(f"source file {path}: unsupported type {suffix!r}; use .csv, .csv.gz or .parquet")
+    if path.stat().st_size == 0:
+        raise SourceUnreadableError(f"source file {path} is empty (0 bytes); export the candles again, with a "
+                                    "header line")
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
         return pd.read_csv(path)
-    raise PlusUltraError(f"source file {path}: unsupported type {suffix!r}; use .csv or .parquet")
+    except pd.errors.EmptyDataError:
+        raise SourceUnreadableError(f"source file {path} has no header line and no rows (only blank lines); "
+                                    "export the candles again, with a header line") from None
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b"\n") + 1  # of the decoded stream (a .gz: after decompression)
+        raise SourceUnreadableError(
+            f"source file {path}: byte {error.object[error.start]:#04x} at offset {error.start:,} "
+            f"(line {line}) is not UTF-8 text; if it is a CSV in another "
+            "encoding (e.g. latin-1 or cp1252), re-save it as UTF-8; if it is not a CSV, pass the right file") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise SourceUnreadableError(f"source file {path} is not a complete gzip file ({error}); compress it again "
+                                    "with gzip, or drop the .gz suffix if it is plain text") from None
+    except pd.errors.ParserError as error:
+        raise SourceUnreadableError(f"source file {path} is not a well-formed CSV ({error}); every line needs the "
+                                    "header's number of comma-separated fields") from None
+    except (pa.ArrowException, OSError) as error:
+        raise SourceUnreadableError(f"source file {path} is not a readable Parquet file ({error}); write it again "
+                                    "(e.g. DataFrame.to_parquet) or export it as CSV") from None
 
 
 def _normalise_header(name: str) -> str:
@@ -180,10 +208,16 @@ def _localise(raw: pd.Series, timezone: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.DatetimeIndex(values)
     else:
-        text = values.astype("string")
+        text = values.astype("string").str.strip()
         if text.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).all():
             return raw  # epoch numbers are UTC by definition
-        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
+        offsets = text.str.extract(rules.TIME_OFFSET, expand=False)
+        aware = offsets.notna().to_numpy()
+        if aware.any() and not aware[text.notna().to_numpy()].all():
+            return raw  # naive beside offset-bearing times: validation rejects the mix, naming the rows
+        several = offsets[aware].str.replace(":", "").replace("Z", "+0000").nunique() > 1
+        # several offsets in one file (Z beside +05:00): each time is converted to UTC by its own offset
+        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=bool(several))
         if not isinstance(stamps, pd.DatetimeIndex):
             stamps = pd.DatetimeIndex(stamps)
     if _is_daily(stamps):
@@ -248,16 +282,63 @@ def prepare_rows(frame: pd.DataFrame, options: IngestOptions, source: str) -> pd
     return rows
 
 
-def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]], append_only: bool) -> list[IngestResult]:
-    """Upsert checked batches in ONE transaction: all of them are written, or none."""
-    db_path = Path(db_path)
-    if db_path.exists():
-        check_database_file(db_path)
-    connection = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
-    results = []
+def _begin_writing(connection: sqlite3.Connection, db_path: Path, busy_timeout_s: float) -> None:
+    """BEGIN IMMEDIATE (the write lock) at once, or, while another process writes, after saying so and waiting
+    up to `busy_timeout_s`; still locked then: `DatabaseUnreadableError` (exit 2), nothing written."""
     try:
         connection.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as error:
+        if not _is_busy(error):
+            raise DatabaseUnreadableError(f"{db_path}: cannot start writing ({error}); check the file and "
+                                          "its directory are writable") from None
+    log.warning("%s is being written by another process; waiting up to %g s (--busy-timeout)", db_path,
+                busy_timeout_s)
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if not _is_busy(error):
+            raise
+        raise DatabaseUnreadableError(f"{db_path}: the database is being written by another process (still locked "
+                                      f"after {busy_timeout_s:g} s); retry when it has finished, or raise "
+                                      "--busy-timeout; nothing was written") from None
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _require_key(connection: sqlite3.Connection, db_path: Path, table: str, key: tuple[str, ...]) -> None:
+    """Upserts need a primary key or unique index on exactly `key`; a seed-style table without one is refused
+    with the statement that adds it (before anything is written)."""
+    for _, name, unique, _, partial in connection.execute(f"PRAGMA index_list('{table}')").fetchall():
+        columns = {row[2] for row in connection.execute(f"PRAGMA index_info('{name}')")}
+        if unique and not partial and columns == set(key):
+            return
+    index = f"{table}_{'_'.join(key)}"
+    raise PlusUltraError(
+        f"{db_path}: table {table} has no primary key or unique index on ({', '.join(key)}) (a seed-style "
+        f"database), so ingest cannot upsert into it; add one with: sqlite3 {db_path} 'CREATE UNIQUE INDEX "
+        f"{index} ON {table}({', '.join(key)})' (it fails while the table holds duplicate keys: `plus-ultra "
+        f"validate {db_path}` lists them), then ingest again; nothing was written")
+
+
+def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]], append_only: bool,
+               busy_timeout_s: float = 30.0) -> list[IngestResult]:
+    """Upsert checked batches in ONE transaction: all of them are written, or none."""
+    db_path = Path(db_path)
+    created = not db_path.exists()
+    if not created:
+        check_database_file(db_path)
+    connection = sqlite3.connect(db_path, timeout=0.0, isolation_level=None)
+    results = []
+    try:
+        _begin_writing(connection, db_path, busy_timeout_s)
         create_schema(connection)
+        _require_key(connection, db_path, "series", ("timestamp", "symbol"))
+        if any(c.startswith("indicator:") for _, rows in batches for c in rows.columns):
+            _require_key(connection, db_path, "indicators", ("timestamp", "symbol", "name"))
         has_rows = connection.execute("SELECT 1 FROM series LIMIT 1").fetchone() is not None
         encoding = detect_timestamp_encoding(connection, "series").kind if has_rows else "iso_canonical"
         if encoding == "iso_other":
@@ -277,9 +358,15 @@ def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]],
             results.append(_upsert(connection, rows, encoding, skipped))
             log.info("ingested %s into %s: %s", source, db_path, results[-1])
         connection.execute("COMMIT")
-    except BaseException:
+    except BaseException as error:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
+        connection.close()
+        if created:
+            db_path.unlink(missing_ok=True)  # a failed first ingest leaves no empty database behind
+        if isinstance(error, sqlite3.Error):
+            raise DatabaseUnreadableError(f"{db_path}: writing failed ({error}); nothing was written, check the "
+                                          "file with `plus-ultra validate` and its disk space") from None
         raise
     finally:
         connection.close()
@@ -289,7 +376,8 @@ def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]],
 def ingest_frame(db_path: str | Path, frame: pd.DataFrame, options: IngestOptions = IngestOptions(),
                  source: str = "frame") -> IngestResult:
     """Validate `frame` and upsert it into the database at `db_path` (created if absent)."""
-    return write_rows(db_path, [(source, prepare_rows(frame, options, source))], options.append_only)[0]
+    return write_rows(db_path, [(source, prepare_rows(frame, options, source))], options.append_only,
+                      options.busy_timeout_s)[0]
 
 
 def _upsert(connection: sqlite3.Connection, rows: pd.DataFrame, encoding: str, skipped: int) -> IngestResult:
@@ -374,4 +462,4 @@ def ingest_files(db_path: str | Path, paths: Sequence[str | Path], options: Inge
         if options.symbol is None and not has_symbol:
             per_file = replace(options, symbol=Path(path).stem.upper())
         batches.append((str(path), prepare_rows(frame, per_file, str(path))))
-    return write_rows(db_path, batches, options.append_only)
+    return write_rows(db_path, batches, options.append_only, options.busy_timeout_s)

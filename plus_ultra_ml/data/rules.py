@@ -25,7 +25,8 @@ from plus_ultra_ml.data.schema import OHLCV_COLUMNS, PRICE_COLUMNS
 
 Severity = Literal["error", "warning"]
 MAX_EXAMPLES = 5
-_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+TIME_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+EPOCH_NS_LIMIT = 9.2e18  # |nanoseconds since 1970| a datetime64[ns] holds (int64 max is 9.22e18)
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,16 @@ def _classify_times(unique: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarra
     is_number = text.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).to_numpy(dtype=bool)
     parsed = pd.Series(pd.NaT, index=unique.index, dtype="datetime64[ns, UTC]")
     if is_number.any():
-        numbers = pd.to_numeric(text[is_number]).to_numpy(dtype=float)
-        scale = np.where(np.abs(numbers) > 1e11, 1e6, 1e9)  # ms -> ns, s -> ns
-        parsed[is_number] = pd.to_datetime((numbers * scale).astype(np.int64), utc=True)
+        numbers = text[is_number].astype(float).to_numpy()  # as float: a 21-digit number overflows int64 parsing
+        nanos = numbers * np.where(np.abs(numbers) > 1e11, 1e6, 1e9)  # ms -> ns, s -> ns
+        representable = np.abs(nanos) < EPOCH_NS_LIMIT  # beyond: no datetime64[ns] (years 1677-2262); stays NaT
+        where = np.flatnonzero(is_number)[representable]
+        parsed.iloc[where] = pd.to_datetime(nanos[representable].astype(np.int64), utc=True)
     is_text = unique.notna().to_numpy() & ~is_number
     offsets = pd.Series(pd.NA, index=unique.index, dtype="string")
     if is_text.any():
         parsed[is_text] = pd.to_datetime(text[is_text], format="ISO8601", utc=True, errors="coerce")
-        offsets[is_text] = text[is_text].str.extract(_OFFSET, expand=False)
+        offsets[is_text] = text[is_text].str.extract(TIME_OFFSET, expand=False)
     return parsed, is_number, offsets.notna().to_numpy(), offsets.str.replace(":", "").replace("Z", "+0000")
 
 
@@ -145,7 +148,14 @@ def parse_timestamp_column(raw: pd.Series, table: str, row: pd.Series) -> tuple[
             examples_of(frame, is_number, ["row", "timestamp"]),
         ))
     issues += issue_if(
-        frame, (parsed.isna() & raw.notna()).to_numpy(), table=table, column="timestamp",
+        frame, is_number & parsed.isna().to_numpy(), table=table, column="timestamp",
+        rule="epoch_out_of_range", severity="error",
+        message=f"table {table}: epoch numbers that are neither seconds nor milliseconds since 1970 within years "
+                "1677-2262 (e.g. 1e20); store seconds or milliseconds since 1970-01-01 UTC, or ISO text",
+        show=["row", "timestamp"],
+    )
+    issues += issue_if(
+        frame, (parsed.isna() & raw.notna()).to_numpy() & ~is_number, table=table, column="timestamp",
         rule="unparseable_timestamp", severity="error",
         message=f"table {table}: timestamps that are neither ISO-8601 text nor epoch numbers; fix or delete these rows",
         show=["row", "timestamp"],

@@ -1,0 +1,149 @@
+"""Bad source files and busy or seed-style databases: one clear sentence, exit 1 or 2, the database untouched.
+
+Every case goes through the CLI as a user runs it, into a database that already holds clean candles, and
+checks the exit code (1: bad data, 2: unreadable), that the message names the file and what is wrong, that
+no traceback escapes, and that the database file is byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from plus_ultra_ml.cli import app
+from plus_ultra_ml.data.store import load_panel
+
+HEADER = "Date,Open,High,Low,Close,Volume\n"
+ROW = "2024-01-{day:02d},10,11,9,10.5,1000\n"
+GOOD = HEADER + "".join(ROW.format(day=d) for d in (2, 3, 4))
+NOISE = np.random.default_rng(0).bytes(3000)
+
+
+def _gzip_cut(path: Path) -> None:
+    whole = gzip.compress(GOOD.encode() * 50)
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+# name -> (file name, how to write it, expected exit code, words the message must contain)
+CASES: dict[str, tuple[str, Callable[[Path], object], int, tuple[str, ...]]] = {
+    "zero_bytes": ("x.csv", lambda p: p.write_bytes(b""), 2, ("is empty",)),
+    "blank_lines_only": ("x.csv", lambda p: p.write_text("\n\n\n"), 2, ("no header line",)),
+    "binary_named_csv": ("x.csv", lambda p: p.write_bytes(NOISE), 2, ("not UTF-8",)),
+    "latin1_header": ("x.csv", lambda p: p.write_bytes(b"Date,Op\xe9n,High,Low,Close,Volume\n2024-01-02,1,2,0.5,1.5,9\n"),
+                      2, ("0xe9", "line 1", "re-save it as UTF-8")),
+    "latin1_in_row_3": ("x.csv", lambda p: p.write_bytes((HEADER + ROW.format(day=2)).encode() + b"2024-01-03,1,2,0.5,1.5,9 \xe9\n"),
+                        2, ("line 3",)),
+    "random_bytes_gz": ("x.csv.gz", lambda p: p.write_bytes(NOISE), 2, ("not a complete gzip file",)),
+    "truncated_gz": ("x.csv.gz", _gzip_cut, 2, ("gzip",)),
+    "random_bytes_parquet": ("x.parquet", lambda p: p.write_bytes(NOISE), 2, ("not a readable Parquet file",)),
+    "csv_named_parquet": ("x.parquet", lambda p: p.write_text(GOOD), 2, ("Parquet",)),
+    "ragged_fields": ("x.csv", lambda p: p.write_text(HEADER + ROW.format(day=2) + "2024-01-03,1,2,3,4,5,6,7\n"),
+                      2, ("well-formed CSV", "line 3")),
+    "unsupported_suffix": ("x.xlsx", lambda p: p.write_bytes(b"PK\x03\x04"), 2, ("unsupported type",)),
+    "naive_beside_offsets": ("x.csv", lambda p: p.write_text(
+        HEADER + "2024-01-02T10:00:00,10,11,9,10.5,1\n2024-01-02T11:00:00+00:00,10,11,9,10.5,1\n"),
+        1, ("carry a UTC offset", "'row': 2")),
+    "epoch_1e20": ("x.csv", lambda p: p.write_text(
+        "timestamp,open,high,low,close,volume\n100000000000000000000,1,2,0.5,1.5,9\n"), 1, ("epoch numbers", "1e20")),
+    "unparseable_time": ("x.csv", lambda p: p.write_text(HEADER + "yesterday,10,11,9,10.5,1\n"), 1,
+                         ("neither ISO-8601",)),
+    "no_close_column": ("x.csv", lambda p: p.write_text("Date,Open,High,Low,Volume\n2024-01-02,1,2,0.5,9\n"), 1,
+                        ("no column for ['close']", "--map")),
+    "negative_price": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,11,9,-10.5,1000\n"), 1, ("close",)),
+    "high_below_low": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,8,9,10.5,1000\n"), 1, ("high",)),
+    "duplicate_keys": ("x.csv", lambda p: p.write_text(HEADER + ROW.format(day=2) * 2), 1, ("several rows share (symbol, timestamp)",)),
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def stored(tmp_path) -> Path:
+    """A database that already holds three clean candles of AAA."""
+    (tmp_path / "good.csv").write_text(GOOD)
+    db = tmp_path / "market.db"
+    result = CliRunner().invoke(app, ["ingest", str(db), str(tmp_path / "good.csv"), "--symbol", "AAA"])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_file_is_one_sentence_and_leaves_the_database_untouched(case, tmp_path, stored):
+    name, write, code, words = CASES[case]
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    write(source)
+    before = _digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB"])
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert str(source) in text and "error:" in text
+    for word in words:
+        assert word in text, (word, text)
+    assert _digest(stored) == before
+
+
+def test_a_bad_first_ingest_leaves_no_database_behind(tmp_path):
+    source = tmp_path / "x.csv"
+    source.write_text(HEADER + "2024-01-02,10,8,9,10.5,1000\n")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "new.db"), str(source), "--symbol", "AAA"])
+    assert result.exit_code == 1 and not (tmp_path / "new.db").exists()
+
+
+def test_several_offsets_in_one_file_are_each_converted_to_utc(tmp_path):
+    source = tmp_path / "x.csv"
+    source.write_text(HEADER + "2024-01-02T10:00:00Z,10,11,9,10.5,1\n2024-01-02T16:00:00+05:00,10,11,9,10.5,1\n"
+                      "2024-01-02T07:00:00-05:00,10,11,9,10.5,1\n")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "db.db"), str(source), "--symbol", "AAA"])
+    assert result.exit_code == 0, result.output
+    times = load_panel(tmp_path / "db.db").index.get_level_values("timestamp")
+    assert list(times) == [pd.Timestamp("2024-01-02T10:00:00Z"), pd.Timestamp("2024-01-02T11:00:00Z"),
+                           pd.Timestamp("2024-01-02T12:00:00Z")]
+
+
+def test_a_database_held_by_another_writer_waits_then_fails_clearly(tmp_path, stored, caplog):
+    source = tmp_path / "more.csv"
+    source.write_text(HEADER + ROW.format(day=5))
+    holder = sqlite3.connect(stored, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        before = _digest(stored)
+        result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "AAA",
+                                          "--busy-timeout", "0.3"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert "being written by another process" in text and "--busy-timeout" in text
+    assert any("waiting up to 0.3 s" in r.getMessage() for r in caplog.records)  # it said it was waiting
+    assert _digest(stored) == before
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "AAA"])  # released: it works
+    assert result.exit_code == 0 and "1 inserted" in " ".join(result.output.split())
+
+
+def test_seed_style_series_without_a_key_is_refused_with_the_statement_that_fixes_it(tmp_path, make_db, candles):
+    db = make_db(candles(symbols=("AAA",), n=20, freq="1D"), schema="loose")
+    source = tmp_path / "more.csv"
+    source.write_text(HEADER + ROW.format(day=2))
+    before = _digest(db)
+    result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text, text
+    assert "has no primary key or unique index on (timestamp, symbol)" in text and _digest(db) == before
+    statement = text.split(f"sqlite3 {db} '")[1].split("'")[0]
+    with sqlite3.connect(db) as connection:  # the fix the message gives works
+        connection.execute(statement)
+    result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
+    assert result.exit_code == 0, result.output
