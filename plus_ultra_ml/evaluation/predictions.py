@@ -18,6 +18,9 @@ Reader: evaluation/report.py. One row per (symbol, timestamp) decision bar, on t
     reference__<name>      optional positions of a reference that is not a strategy (the fixture's
                            oracle, evaluation.oracle): scored on the same rows as the strategies,
                            and kept out of every ranking, trial count, paired comparison and gate
+    reference_score__<name> optional per-bar score of a reference (the fixture's true expected next
+                           return): on a universe the cross-sectional section scores it beside the
+                           strategies' scores (the IC ceiling on the same bars), out of every ranking
     raw__ppo, ppo_kept     optional, walk-forward folds with PPO: PPO's own positions and whether the
                            validation-only selection (rl/select.py) kept them (1) or the supervised
                            head (0); position__ppo is the selected policy's. Not a strategy: only the
@@ -43,6 +46,7 @@ PERIODS_PER_YEAR = "periods_per_year"  # predictions.attrs key: the panel calend
 RAW = "raw__"  # a strategy's positions before a selection replaced them (raw__ppo)
 PPO_KEPT = "ppo_kept"
 REFERENCE = "reference__"
+REFERENCE_SCORE = "reference_score__"
 SECTOR = "sector"
 
 
@@ -54,6 +58,11 @@ def strategies_of(predictions: pd.DataFrame) -> list[str]:
 def references_of(predictions: pd.DataFrame) -> list[str]:
     """The names of the `reference__<name>` columns (positions that are references, not strategies)."""
     return [c[len(REFERENCE):] for c in predictions.columns if c.startswith(REFERENCE)]
+
+
+def reference_scores_of(predictions: pd.DataFrame) -> list[str]:
+    """The names of the `reference_score__<name>` columns (per-bar scores of references, not strategies)."""
+    return [c[len(REFERENCE_SCORE):] for c in predictions.columns if c.startswith(REFERENCE_SCORE)]
 
 
 def signals_of(predictions: pd.DataFrame) -> list[str]:

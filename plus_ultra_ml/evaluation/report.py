@@ -58,9 +58,9 @@ from plus_ultra_ml.evaluation.backtest import path_returns
 from plus_ultra_ml.evaluation.cross_section import (DEFAULT_QUANTILES, CrossSection, evaluate_cross_section,
                                                     is_universe)
 from plus_ultra_ml.evaluation.portfolio_book import is_weights, weights_returns, with_portfolio_strategies
-from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
-                                                   SECTOR, SIGNAL, TARGET, references_of, signals_of, strategies_of,
-                                                   with_defaults)
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE,
+                                                   REFERENCE_SCORE, REGIME, SECTOR, SIGNAL, TARGET, reference_scores_of,
+                                                   references_of, signals_of, strategies_of, with_defaults)
 from plus_ultra_ml.symbol_summary import TOP_K, many_symbols, summarise, write_symbol_table
 
 logger = logging.getLogger(__name__)
@@ -239,6 +239,9 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
     if cross_section is not None:
         notes.append(f"a universe: per-date cross-sectional IC is the headline; {quantiles} quantile portfolios of "
                      "each score per date (equal weight, gross of costs), top minus bottom the spread.")
+        if "share_of_oracle_ic" in cross_section.ic:
+            notes.append(f"{reference_label(ORACLE)}: the fixture's true expected next return scored on the same dates "
+                         "(the IC ceiling; not a strategy); share_of_oracle_ic = per-date IC / its per-date IC.")
     return Report(title=title, overall=overall, per_fold=per_fold_frame, per_seed=per_seed,
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
@@ -257,11 +260,22 @@ def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int) -
         columns = {MODEL: FORECAST + "h1", **columns}
     if not columns:
         return None
+    references = {reference_label(r): REFERENCE_SCORE + r for r in reference_scores_of(frame)}
+    columns.update(references)
     wide = frame[[*columns.values(), "next_return"]].set_axis([*columns, "next_return"], axis=1)
     wide = wide.groupby(level=["symbol", "timestamp"], observed=True).mean()  # several seeds: their mean score
     sectors = frame[SECTOR].groupby(level="symbol", observed=True).first() if n_sectors >= 2 else None
-    return evaluate_cross_section(wide[list(columns)], wide["next_return"], ppy, quantiles=quantiles,
-                                  sectors=sectors, seed=seed)
+    section = evaluate_cross_section(wide[list(columns)], wide["next_return"], ppy, quantiles=quantiles,
+                                     sectors=sectors, seed=seed)
+    oracle = reference_label(ORACLE)
+    if oracle in section.ic.index:  # every score's share of the oracle's per-date IC on the same dates
+        section.ic["share_of_oracle_ic"] = section.ic["ic"] / section.ic.loc[oracle, "ic"]
+    return section
+
+
+def reference_label(name: str) -> str:
+    """The cross-sectional tables' row of a reference score: marked, so it is never read as a strategy."""
+    return f"{name} (reference)"
 
 
 def _per_symbol(per_row: pd.DataFrame, strategies: list[str], ppy: float) -> pd.DataFrame:

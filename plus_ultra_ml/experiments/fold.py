@@ -35,14 +35,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plus_ultra_ml.config import ExperimentConfig
+from plus_ultra_ml.config import CostConfig, ExperimentConfig
 from plus_ultra_ml.data.calendar import panel_periods_per_year
+from plus_ultra_ml.data.schema import INDICATOR_PREFIX
 from plus_ultra_ml.data.store import database_sectors
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
-from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE, REGIME,
-                                                   SECTOR, SIGNAL, TARGET)
+from plus_ultra_ml.evaluation.oracle import MU_INDICATOR
+from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE,
+                                                   REFERENCE_SCORE, REGIME, SECTOR, SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
 from plus_ultra_ml.experiments.fold_files import FoldIdentity, FoldStore, last_bar_read
 from plus_ultra_ml.models.encoder import RowEncoder
@@ -50,6 +52,7 @@ from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
 logger = logging.getLogger(__name__)
+ORACLE_SCORE = INDICATOR_PREFIX + MU_INDICATOR  # ind__truth_oracle: evaluation-only, never a feature
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,20 @@ def _seed_rows(cfg: ExperimentConfig, data: TrainingData, fold: Fold, seed: int,
     return rows, paths, metrics
 
 
+def fixture_references(panel: pd.DataFrame, db_path: str | Path | None, costs: CostConfig) -> dict[str, pd.Series]:
+    """On a fixture database, the references scored beside the strategies on the same rows (never
+    strategies themselves): the oracle's positions (``reference__oracle``, evaluation.oracle) and its
+    score, the true expected next return (``reference_score__oracle``, the per-date IC ceiling of a
+    universe). Nothing on a real database."""
+    oracle = oracle_reference(panel, db_path, costs)
+    if oracle is None:
+        return {}
+    out = {REFERENCE + "oracle": oracle}
+    if ORACLE_SCORE in panel:
+        out[REFERENCE_SCORE + "oracle"] = panel[ORACLE_SCORE]
+    return out
+
+
 def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str | Path,
              regimes: pd.DataFrame | None = None, run_ids: RunIds = RunIds(),
              warm_start: str | Path | None = None, progress: Callable[[str], None] | None = None) -> FoldResult:
@@ -146,9 +163,8 @@ def run_fold(cfg: ExperimentConfig, data: TrainingData, fold: Fold, *, root: str
         if result.forecast is not None:  # the forecast behind the position, scored by IC in the report
             predictions[SIGNAL + name] = result.forecast.reindex(predictions.index).to_numpy()
     predictions["next_return"] = targets.next_return.reindex(predictions.index).to_numpy()
-    oracle = oracle_reference(data.panel, data.db_path, cfg.costs)  # None unless the database is a fixture
-    if oracle is not None:  # a reference on the same rows, not a strategy (evaluation.oracle)
-        predictions[REFERENCE + "oracle"] = oracle.reindex(predictions.index).to_numpy()
+    for column, values in fixture_references(data.panel, data.db_path, cfg.costs).items():
+        predictions[column] = values.reindex(predictions.index).to_numpy()
     sectors = database_sectors(data.db_path)
     if len(set(sectors.values())) >= 2:  # assets.sector, for a universe's per-sector attribution (one label: none)
         symbols = predictions.index.get_level_values("symbol").astype(str)

@@ -155,6 +155,22 @@ def test_report_of_300_symbols_leads_with_per_date_ic_and_shows_deciles_briefly(
     assert {"cross_section_ic", "quantiles", "sector"} <= set(table["scope"])
 
 
+def test_the_oracle_score_is_a_reference_row_that_every_ic_is_a_share_of():
+    frame = predictions(300)
+    mu = 0.002 * frame["forecast__h1"]  # the true expected return behind next_return
+    frame["forecast__h1"] = frame["forecast__h1"] + np.random.default_rng(3).normal(0, 1.0, len(frame))  # half
+    frame["reference_score__oracle"] = mu
+    report = build_report(frame, CostConfig())
+    ic = report.cross_section.ic
+    assert list(ic.index) == ["model", "momentum", "oracle (reference)"]
+    assert ic.loc["oracle (reference)", "ic"] > ic.loc["model", "ic"] > 0
+    np.testing.assert_allclose(ic["share_of_oracle_ic"], ic["ic"] / ic.loc["oracle (reference)", "ic"])
+    assert 0.5 < ic.loc["model", "share_of_oracle_ic"] < 0.9  # the noise halves the score's variance share
+    assert "oracle (reference)" not in report.overall.index and "oracle" not in report.paired.index
+    assert any("share_of_oracle_ic" in note for note in report.notes)
+    assert "share_of_oracle_ic" not in build_report(predictions(300), CostConfig()).cross_section.ic  # no truth: none
+
+
 def test_a_few_symbols_keep_their_report():
     report = build_report(predictions(5, sectors=False), CostConfig())
     assert report.cross_section is None

@@ -25,6 +25,7 @@ from plus_ultra_ml.evaluation.backtest import portfolio_pnl
 from plus_ultra_ml.evaluation.factor_oracle import (DollarNeutralRule, FactorModel, dollar_neutral_positions,
                                                     neutral_frictionless_targets, panel_dollar_neutral_positions)
 from plus_ultra_ml.objectives.pnl import hold_rate, trade_rate
+from plus_ultra_ml.experiments.fold import fixture_references
 from plus_ultra_ml.synthetic.fixture import build_fixture, oracle_reference, read_fixture_truth
 from plus_ultra_ml.synthetic.universe import (SECTOR_NAMES, _simulate, read_universe_truth, universe_grid,
                                               universe_symbols)
@@ -172,6 +173,14 @@ def test_the_oracle_recomputed_from_the_file_is_the_stored_one_and_dollar_neutra
     net = portfolio_pnl(positions, target.stack().reorder_levels(["symbol", "timestamp"]), COSTS).iloc[:-1]
     assert metrics.sharpe_ratio(net.to_numpy(), truth.bars_per_year) == pytest.approx(truth.oracle_sharpe_net, rel=1e-9)
     assert truth.oracle_budget_residual < 1e-9
+
+
+def test_a_fold_scores_the_oracle_book_and_its_expected_returns_as_references(built, make_db, candles):
+    path, truth, panel = built
+    references = fixture_references(panel, path, COSTS)
+    assert set(references) == {"reference__oracle", "reference_score__oracle"}
+    pd.testing.assert_series_equal(references["reference_score__oracle"], panel[MU])
+    assert fixture_references(panel, make_db(candles()), COSTS) == {}  # a real database: no references
 
 
 def random_model(n: int, sectors: int, seed: int) -> tuple[FactorModel, np.ndarray]:
