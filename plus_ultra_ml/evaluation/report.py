@@ -14,7 +14,8 @@ Signal quality per strategy (`Report.strategy_ic`): IC, rank IC and ICIR (evalua
 of every strategy with a forecast (the model's forecast__h1, each signal__<strategy>) against the
 realised next-bar log return target__h1, on the same rows. Paired comparisons (`Report.paired`): the
 model minus every other strategy, on the same bars, in net Sharpe and in pooled IC, with a 95%
-stationary block-bootstrap interval in which both strategies resample the same blocks of bars.
+stationary block-bootstrap interval in which both strategies resample the same blocks of bars; a
+portfolio book X@c is compared with the model's book of the same construction, model@c (`model_side`).
 
 References (`Report.references`): positions in ``reference__<name>`` columns (on a fixture, the
 oracle of `evaluation.oracle`: the best policy given the generator's true expected returns,
@@ -57,7 +58,8 @@ from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
 from plus_ultra_ml.evaluation.cross_section import (DEFAULT_QUANTILES, CrossSection, evaluate_cross_section,
                                                     is_universe)
-from plus_ultra_ml.evaluation.portfolio_book import is_weights, weights_returns, with_portfolio_strategies
+from plus_ultra_ml.evaluation.portfolio_book import (WEIGHTS_MARK, is_weights, weights_returns, weights_strategy,
+                                                    with_portfolio_strategies)
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE,
                                                    REFERENCE_SCORE, REGIME, SECTOR, SIGNAL, TARGET, reference_scores_of,
                                                    references_of, signals_of, strategies_of, with_defaults)
@@ -137,7 +139,7 @@ class Report:
         rows += [{"scope": "strategy_ic", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
                  for s, row in self.strategy_ic.iterrows() for m, v in row.items()]
         rows += [{"scope": "paired", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
-                 for s, row in self.paired.iterrows() for m, v in row.items()]
+                 for s, row in self.paired.iterrows() for m, v in row.items() if m != "model_side"]
         rows += [{"scope": "ppo_selection", "fold": str(f), "strategy": "ppo", "metric": f"seed{sd}:{m}",
                   "value": float(v)} for (f, sd), row in self.ppo_selection.iterrows() for m, v in row.items()]
         rows += [{"scope": "reference", "fold": f, "strategy": s, "metric": m, "value": float(v)}
@@ -434,15 +436,18 @@ def _pooled_ic_of(moments: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def _paired(returns: pd.DataFrame, forecasts: pd.DataFrame, target: pd.Series | None, ppy: float,
             seed: int) -> pd.DataFrame:
-    """Model minus each other strategy on the same bars: net Sharpe and pooled IC, 95% paired intervals."""
+    """Model minus each other strategy on the same bars: net Sharpe and pooled IC, 95% paired intervals.
+    A portfolio book ``<strategy>@<construction>`` is compared with the model's book of the same
+    construction (model@long_short minus xs_lightgbm@long_short), like with like."""
     if MODEL not in returns:
         return pd.DataFrame()
     rows = {}
     for other in [s for s in returns.columns if s != MODEL]:
-        both = returns[[MODEL, other]].dropna()
-        row = {"bars": float(len(both))}
+        mine = _same_book(other, returns.columns)
+        both = returns[[mine, other]].dropna()
+        row = {"model_side": mine, "bars": float(len(both))}
         if len(both) >= 3:
-            a, b = both[MODEL].to_numpy(), both[other].to_numpy()
+            a, b = both[mine].to_numpy(), both[other].to_numpy()
 
             def sharpe(x):  # a path without variance (a flat strategy: zero PnL) counts as Sharpe 0 here
                 return np.nan_to_num(metrics.sharpe_ratio(x, ppy))
@@ -458,9 +463,18 @@ def _paired(returns: pd.DataFrame, forecasts: pd.DataFrame, target: pd.Series | 
                 ci = _paired_ci(len(times), lambda i: _pooled_ic_of(mine, i) - _pooled_ic_of(theirs, i), seed)
                 row.update(pooled_ic_diff=ci.estimate, pooled_ic_diff_low=ci.low, pooled_ic_diff_high=ci.high)
         rows[other] = row
-    columns = ["sharpe_diff", "sharpe_diff_low", "sharpe_diff_high", "pooled_ic_diff", "pooled_ic_diff_low",
-               "pooled_ic_diff_high", "bars"]
+    columns = ["model_side", "sharpe_diff", "sharpe_diff_low", "sharpe_diff_high", "pooled_ic_diff",
+               "pooled_ic_diff_low", "pooled_ic_diff_high", "bars"]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).rename_axis("versus")
+
+
+def _same_book(other: str, strategies: pd.Index) -> str:
+    """The model's strategy that `other` is compared with: model@<construction> for another book of that
+    construction, the model's sleeves otherwise (and for model@<construction> itself)."""
+    if not is_weights(other):
+        return MODEL
+    book = weights_strategy(MODEL, other.split(WEIGHTS_MARK, 1)[1])
+    return book if book != other and book in strategies else MODEL
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +561,8 @@ def _sections(report: Report, symbols_name: str | None = None) -> list[tuple[str
         sections.append(("References on the same bars (not strategies: out of every ranking and comparison)",
                          report.references))
     if not report.paired.empty:
-        sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals)",
+        sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals; a "
+                         "portfolio book against the model's book of the same construction, model_side)",
                          report.paired))
     if not report.ppo_selection.empty:
         sections.append(("PPO selection: kept (share) on validation only; test net Sharpe and the mean net PnL per "

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from plus_ultra_ml.config import CostConfig, PortfolioConfig
+from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import portfolio_pnl
 from plus_ultra_ml.evaluation.portfolio_book import is_weights, weights_strategy, with_portfolio_strategies
 from plus_ultra_ml.evaluation.predictions import with_defaults
@@ -129,3 +130,21 @@ def test_compare_is_validated_like_the_construction():
         PortfolioConfig(construction="long_only_topk", k=20, sector_neutral=True)
     with pytest.raises(ValidationError):
         PortfolioConfig(compare=["per_symbol"])
+
+
+def test_paired_compares_a_book_with_the_models_book_of_the_same_construction():
+    pred = predictions().assign(signal__rival=lambda f: f["forecast__h1"].sample(frac=1, random_state=0).to_numpy())
+    pred["position__rival"] = 0.0
+    cfg = PortfolioConfig(construction="long_short", weighting="topk", k=2, max_weight=0.5, compare=["long_only_topk"])
+    report = build_report(pred, COSTS, portfolio=cfg)
+    paired = report.paired
+    assert paired.loc["rival@long_short", "model_side"] == "model@long_short"
+    assert paired.loc["rival@long_only_topk", "model_side"] == "model@long_only_topk"
+    assert paired.loc["model@long_short", "model_side"] == "model"  # a book against the model's own sleeves
+    assert paired.loc["rival", "model_side"] == "model"
+    both = report.returns[["model@long_short", "rival@long_short"]].dropna()
+    sharpe = lambda x: metrics.sharpe_ratio(x.to_numpy(), 252.0)  # noqa: E731
+    assert paired.loc["rival@long_short", "sharpe_diff"] == pytest.approx(
+        sharpe(both["model@long_short"]) - sharpe(both["rival@long_short"]), rel=1e-9)
+    assert paired.loc["rival@long_short", "sharpe_diff_low"] > 0  # the real forecast beats the shuffled one
+    assert "model_side" not in set(report.metrics_table()["metric"])
