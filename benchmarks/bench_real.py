@@ -15,7 +15,9 @@ Each dataset goes through the project's own ingest path (`data.ingest.ingest_fra
 then `experiments.dataset.load_training_data` and `experiments.fold.run_walkforward` with the preset as it
 is in the YAML. Only bookkeeping is overridden: `data.db_path` (the fresh file), `tracking.mode=disabled`,
 and, when asked, `walkforward.seeds` / `walkforward.ppo`. The numbers are `evaluation.report.build_report`'s
-own tables (overall, strategy_ic, paired), printed and written as markdown (`--out`, with each dataset's
+own tables (overall, strategy_ic, paired), with the preset's portfolio books (`--config configs/universe.yaml`:
+long-short and long-only books of every score, the cross-sectional baselines, each book paired with the
+model's book of the same construction), printed and written as markdown (`--out`, with each dataset's
 report.md and predictions.parquet); nothing is recomputed here.
 
 A dataset the preset cannot plan (fewer sessions than its first fold needs, e.g. bokeh's FB with ~200
@@ -143,6 +145,7 @@ def ingest(dataset: Dataset, root: Path) -> Path:
 
 def evaluate(dataset: Dataset, config: str, seeds: int | None, ppo: bool, work: Path, out: Path | None):
     from plus_ultra_ml.config import load_config
+    from plus_ultra_ml.evaluation.predictions import strategies_of
     from plus_ultra_ml.evaluation.report import build_report, write_report
     from plus_ultra_ml.evaluation.walkforward import plan_folds
     from plus_ultra_ml.experiments.dataset import load_training_data
@@ -161,7 +164,8 @@ def evaluate(dataset: Dataset, config: str, seeds: int | None, ppo: bool, work: 
     result = run_walkforward(cfg, data, root=work / f"{dataset.name}_folds", folds=folds, regimes=data.regimes,
                              on_fold=lambda r: print(f"  {r.fold}: {len(r.predictions):,} rows, "
                                                      f"{time.perf_counter() - started:.0f} s", flush=True))
-    report = build_report(result.predictions, cfg.costs, title=f"bench_real {dataset.name} ({cfg.name})")
+    report = build_report(result.predictions, cfg.costs, title=f"bench_real {dataset.name} ({cfg.name})",
+                          n_trials=len(strategies_of(result.predictions)), portfolio=cfg.portfolio)
     wall = time.perf_counter() - started
     if out is not None:
         (out / dataset.name).mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,8 @@ def dataset_table(name: str, report, wall: float) -> str:
     for other in (LIGHTGBM, BUY_AND_HOLD, *(s for s in report.paired.index if s not in (LIGHTGBM, BUY_AND_HOLD))):
         if other in report.paired.index:
             row = report.paired.loc[other]
-            lines.append(f"| {other} | {interval(row, 'sharpe_diff')} | {interval(row, 'pooled_ic_diff', 4)} | "
+            versus = other if row["model_side"] == MODEL else f"{other} (vs {row['model_side']})"
+            lines.append(f"| {versus} | {interval(row, 'sharpe_diff')} | {interval(row, 'pooled_ic_diff', 4)} | "
                          f"{fmt(row['bars'], 0)} |")
     return "\n".join(lines) + "\n"
 

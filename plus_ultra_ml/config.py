@@ -454,6 +454,10 @@ class BaselinesConfig(Section):
     # With the cores free 2 threads are faster (0.48 s vs 0.80 s): raise it where cores are free.
     num_threads: int = Field(1, ge=1)
     vol_window: int = Field(20, ge=2)  # vol_target: bars of trailing realised volatility (bars <= t)
+    # The cross-sectional baselines (pooled ridge / LightGBM on per-date ranks, 12-1 momentum, 1-month
+    # reversal): None on a universe only (more than 20 symbols), True on any panel (e.g. 5 or 20 real
+    # stocks ranked against each other), False never.
+    cross_sectional: bool | None = None
 
 
 class PortfolioConfig(Section):

@@ -327,12 +327,15 @@ def xs_lightgbm(features: pd.DataFrame, targets: Targets, split: Split, segment:
     return _xs_positions("xs_lightgbm", pd.Series(score, index=features.index), split, segment)
 
 
-def default_baselines(panel: pd.DataFrame) -> tuple[str, ...]:
-    """BASELINES, plus the cross-sectional ones on a universe (momentum_12_1 only on daily bars)."""
+def default_baselines(panel: pd.DataFrame, cross_sectional: bool | None = None) -> tuple[str, ...]:
+    """BASELINES, plus the cross-sectional ones on a universe (`cross_sectional` None) or when asked (True),
+    never when False (momentum_12_1 only on daily bars)."""
     from plus_ultra_ml.data.calendar import bar_spacing, is_daily
     from plus_ultra_ml.evaluation.cross_section import is_universe
 
-    if not is_universe(panel.index.get_level_values("symbol").nunique()):
+    if cross_sectional is None:
+        cross_sectional = is_universe(panel.index.get_level_values("symbol").nunique())
+    if not cross_sectional:
         return BASELINES
     daily = is_daily(bar_spacing(panel.index.get_level_values("timestamp")))
     return BASELINES + tuple(n for n in CROSS_SECTIONAL_BASELINES if daily or n != "momentum_12_1")
@@ -341,8 +344,8 @@ def default_baselines(panel: pd.DataFrame) -> tuple[str, ...]:
 def run_baselines(panel: pd.DataFrame, features: pd.DataFrame, targets: Targets, split: Split,
                   segment: str = "test", seed: int = 0, names: tuple[str, ...] | None = None,
                   config: BaselinesConfig = BaselinesConfig()) -> dict[str, BaselineResult]:
-    """The named baselines (None: `default_baselines(panel)`) on `segment`'s bars."""
-    names = default_baselines(panel) if names is None else names
+    """The named baselines (None: `default_baselines(panel, config.cross_sectional)`) on `segment`'s bars."""
+    names = default_baselines(panel, config.cross_sectional) if names is None else names
     known = BASELINES + CROSS_SECTIONAL_BASELINES
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -237,7 +237,7 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                      "share_of_oracle = net Sharpe / the oracle's on the same bars.")
     per_seed = _per_seed(frame, costs, strategies, ppy)
     forecasts, target = _strategy_forecasts(frame)
-    cross_section = _cross_section(frame, ppy, quantiles, seed)
+    cross_section = _cross_section(frame, ppy, quantiles, seed, asked=bool(portfolio and portfolio.constructions))
     if cross_section is not None:
         notes.append(f"a universe: per-date cross-sectional IC is the headline; {quantiles} quantile portfolios of "
                      "each score per date (equal weight, gross of costs), top minus bottom the spread.")
@@ -252,10 +252,12 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                   cross_section=cross_section)
 
 
-def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int) -> CrossSection | None:
-    """The cross-sectional evaluation of the model's forecast__h1 and every signal__, on a universe only."""
+def _cross_section(frame: pd.DataFrame, ppy: float, quantiles: int, seed: int, asked: bool) -> CrossSection | None:
+    """The cross-sectional evaluation of the model's forecast__h1 and every signal__: on a universe, or when
+    `asked` (the portfolio books names against each other) on any panel of at least `quantiles` names."""
     n_sectors = int(frame[SECTOR].nunique()) if SECTOR in frame else 0
-    if not is_universe(frame.index.get_level_values("symbol").nunique(), n_sectors):
+    n_symbols = frame.index.get_level_values("symbol").nunique()
+    if not (is_universe(n_symbols, n_sectors) or (asked and n_symbols >= quantiles)):
         return None
     columns = {s: SIGNAL + s for s in signals_of(frame)}
     if FORECAST + "h1" in frame:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from plus_ultra_ml.config import CostConfig, WindowsConfig
+from plus_ultra_ml.config import CostConfig, PortfolioConfig, WindowsConfig
 from plus_ultra_ml.data.store import database_sectors
 from plus_ultra_ml.data.windows import Targets, build_targets, split_by_fraction
 from plus_ultra_ml.errors import PlusUltraError
@@ -180,6 +180,10 @@ def test_a_few_symbols_keep_their_report():
     assert build_report(predictions(5, sectors=True), CostConfig()).cross_section is not None  # sectors: a universe
     one_sector = predictions(5, sectors=False).assign(sector="synthetic")  # the small fixture's one label
     assert build_report(one_sector, CostConfig()).cross_section is None
+    books = PortfolioConfig(construction="long_short", k=2, max_weight=0.5)  # names ranked against each other
+    assert build_report(predictions(12, sectors=False), CostConfig(), portfolio=books).cross_section is not None
+    assert build_report(predictions(12, sectors=False), CostConfig()).cross_section is None
+    assert build_report(predictions(5, sectors=False), CostConfig(), portfolio=books).cross_section is None  # < 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +226,8 @@ def test_universe_gets_the_cross_sectional_baselines_and_sectors(universe):
     assert set(baselines.CROSS_SECTIONAL_BASELINES) <= set(baselines.default_baselines(panel))
     few = panel[panel.index.get_level_values("symbol").isin(panel.index.levels[0][:3])]
     assert baselines.default_baselines(few) == baselines.BASELINES
+    assert set(baselines.CROSS_SECTIONAL_BASELINES) <= set(baselines.default_baselines(few, cross_sectional=True))
+    assert baselines.default_baselines(panel, cross_sectional=False) == baselines.BASELINES
     results = baselines.run_baselines(panel, features, targets, split, names=baselines.CROSS_SECTIONAL_BASELINES)
     first, last = split.bounds["test"]
     for name, result in results.items():

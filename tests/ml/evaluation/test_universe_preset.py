@@ -10,7 +10,7 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 # Every leaf the universe preset may change from the daily preset (the header says why for each).
 CHANGED = {
     "name", "data.db_path", "fixture.symbols", "fixture.universe", "train.monitor", "train.cross_section",
-    "train.loss.ic", "walkforward.ppo", "portfolio.construction", "portfolio.compare",
+    "train.loss.ic", "walkforward.ppo", "portfolio.construction", "portfolio.compare", "baselines.cross_sectional",
 }
 
 
