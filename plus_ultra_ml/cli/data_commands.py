@@ -67,6 +67,10 @@ def ingest(
                              "flag the symbols in assets.metadata; open/high/low features are then skipped")] = False,
     busy_timeout: Annotated[float, typer.Option(
         "--busy-timeout", min=0, help="seconds to wait while another process writes DB, then fail")] = 30.0,
+    max_price: Annotated[float, typer.Option(
+        "--max-price", min=0, help="refuse prices above this (a unit or parsing error)")] = 1e9,
+    max_volume: Annotated[float, typer.Option(
+        "--max-volume", min=0, help="refuse volumes above this (a unit or parsing error)")] = 1e15,
 ) -> None:
     """Validate files and upsert them into DB in one transaction (all or nothing)."""
     from plus_ultra_ml.data.ingest import IngestOptions, ingest_files
@@ -80,7 +84,8 @@ def ingest(
         column_map[source] = target
     options = IngestOptions(symbol=symbol, column_map=column_map, timezone=timezone, adjust_column=adjust_column,
                             indicator_columns=tuple(indicators), append_only=append_only,
-                            close_only=close_only, busy_timeout_s=busy_timeout)
+                            close_only=close_only, busy_timeout_s=busy_timeout,
+                            max_price=max_price, max_volume=max_volume)
     with progress() as bar:
         task = bar.add_task(f"ingesting {len(files)} file(s)", total=None)
         results = ingest_files(db, files, options)

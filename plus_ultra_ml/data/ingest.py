@@ -61,6 +61,9 @@ class IngestOptions:
     # is then stored as 0), so the feature pipeline skips every open/high/low (and volume) feature.
     close_only: bool = False
     busy_timeout_s: float = 30.0  # while another process writes the database: wait this long, then fail clearly
+    # Plausibility bounds: a price or volume above them is a unit or parsing error (1e308), refused by name.
+    max_price: float = 1e9
+    max_volume: float = 1e15
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ def read_source(path: str | Path) -> pd.DataFrame:
                                     "(e.g. DataFrame.to_parquet) or export it as CSV") from None
 
 
+def is_text_source(source: str) -> bool:
+    """A CSV-like file (its rows have line numbers)."""
+    return Path(source).suffix.lower() in (".csv", ".txt", ".gz")
+
+
 def _normalise_header(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
@@ -123,6 +131,7 @@ def _normalise_header(name: str) -> str:
 def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "frame") -> pd.DataFrame:
     """Rename, localise and adjust a source frame into contract columns (no validation yet)."""
     frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame.copy()
+    source_columns = [str(c) for c in frame.columns]  # the user's own headers, for every message below
     explicit = {src: dst for src, dst in options.column_map.items()}
     adjust_key = options.adjust_column
     renames: dict[str, str] = {}
@@ -139,19 +148,25 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
         raise PlusUltraError(f"{source}: several source columns map to {dupes}; pass an explicit column map")
     if "symbol" not in frame:
         if options.symbol is None:
-            raise PlusUltraError(f"{source}: no symbol column; pass --symbol (one file per symbol) or --symbol-column")
+            raise PlusUltraError(f"{source}: no symbol column among {source_columns}; pass --symbol (one file per "
+                                 "symbol) or map the column holding it with --map SOURCE=symbol")
         frame["symbol"] = options.symbol
     if options.close_only:
         frame = _close_only_columns(frame, source)
     missing = [c for c in ("timestamp", *OHLCV_COLUMNS) if c not in frame]
     if missing:
         raise PlusUltraError(
-            f"{source}: no column for {missing} (columns are {list(frame.columns)}); map them with "
+            f"{source}: no column for {missing} (the file's columns are {source_columns}); map them with "
             "--map SOURCE=CONTRACT, e.g. --map 'Adj Close=close'"
         )
     if adjust_key is not None and "adj_close" not in frame:
-        raise PlusUltraError(f"{source}: adjust column {adjust_key!r} not found in {list(frame.columns)}")
-    out = pd.DataFrame({"row": np.arange(len(frame)) + 2 if source.endswith(".csv") else np.arange(len(frame))})
+        raise PlusUltraError(f"{source}: adjust column {adjust_key!r} not found among the file's columns "
+                             f"{source_columns}; pass one of them to --adjust-column")
+    # row: the 1-based data row (the rowid a fresh database gives it, what validate shows); a CSV's
+    # rows also carry their line in the file (the header is line 1)
+    out = pd.DataFrame({"row": np.arange(len(frame)) + 1})
+    if is_text_source(source):
+        out["line"] = out["row"] + 1
     out["symbol"] = frame["symbol"].astype("string")
     out["timestamp_raw"] = frame["timestamp"].astype(object).to_numpy()
     for column in (*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in frame)):
@@ -236,10 +251,14 @@ def _localise(raw: pd.Series, timezone: str) -> pd.Series:
     return out
 
 
-def check_rows(frame: pd.DataFrame, source: str) -> ValidationReport:
-    """The validation rules applied to incoming rows (before anything is written)."""
+def check_rows(frame: pd.DataFrame, source: str, options: IngestOptions = IngestOptions()) -> ValidationReport:
+    """The validation rules applied to incoming rows (before anything is written), plus the ingest-only
+    ones: symbol spelling and the plausibility bounds of `options`."""
     report = ValidationReport(source=source)
-    frame["timestamp"], time_issues = rules.parse_timestamp_column(frame["timestamp_raw"], "series", frame["row"])
+    report.issues += rules.symbol_issues(frame, "series")
+    report.issues += rules.plausibility_issues(frame, options.max_price, options.max_volume, "series")
+    frame["timestamp"], time_issues = rules.parse_timestamp_column(frame["timestamp_raw"], "series", frame["row"],
+                                                                     frame.get("line"))
     report.issues += time_issues
     report.issues += rules.missing_value_issues(frame, ["symbol", "timestamp_raw", *OHLCV_COLUMNS], "series")
     report.issues += rules.duplicate_issues(frame, ["symbol", "timestamp"], "series")
@@ -277,8 +296,12 @@ def prepare_rows(frame: pd.DataFrame, options: IngestOptions, source: str) -> pd
     """Map, localise and check a source frame; raise with the report if any row breaks a rule."""
     rows = to_contract(frame, options, source)
     rows["timestamp_raw"] = _localise(pd.Series(rows["timestamp_raw"]), options.timezone)
-    report = check_rows(rows, source)
+    report = check_rows(rows, source, options)
     report.raise_for_errors(f"ingest rejected {source}; nothing was written.")
+    for issue in report.warnings:  # accepted, but the user hears about every one
+        example = f"; e.g. {issue.examples[0]}" if issue.examples else ""
+        log.warning("%s: %s [%s] x%d: %s%s", source, issue.table + (f".{issue.column}" if issue.column else ""),
+                    issue.rule, issue.count, issue.message, example)
     return rows
 
 
@@ -460,6 +483,41 @@ def ingest_files(db_path: str | Path, paths: Sequence[str | Path], options: Inge
                          for c in frame.columns)
         per_file = options
         if options.symbol is None and not has_symbol:
-            per_file = replace(options, symbol=Path(path).stem.upper())
+            stem = source_stem(path)
+            if stem.upper() != stem:
+                log.warning("%s: symbol %s from the file name %r, upper-cased; pass --symbol to keep another "
+                            "spelling", path, stem.upper(), stem)
+            per_file = replace(options, symbol=stem.upper())
         batches.append((str(path), prepare_rows(frame, per_file, str(path))))
+    _refuse_conflicting_files(batches)
     return write_rows(db_path, batches, options.append_only, options.busy_timeout_s)
+
+
+def source_stem(path: str | Path) -> str:
+    """The file name without its type: BRK.B.csv -> BRK.B, spy.csv.gz -> spy."""
+    name = Path(path).name
+    return Path(name[:-3] if name.lower().endswith(".gz") else name).stem
+
+
+def _refuse_conflicting_files(batches: Sequence[tuple[str, pd.DataFrame]]) -> None:
+    """The same (symbol, timestamp) in two files of one batch with different values: which one is right is
+    the user's call, so nothing is written (equal values are the same candle twice, and fine)."""
+    if len(batches) < 2:
+        return
+    value_columns = [c for c in (*OHLCV_COLUMNS, *OPTIONAL_SERIES_COLUMNS) if all(c in rows for _, rows in batches)]
+    keyed = pd.concat([rows[["symbol", "timestamp", "row", *value_columns]].assign(source=source)
+                       for source, rows in batches], ignore_index=True)
+    keyed["symbol"] = keyed["symbol"].astype(str)
+    shared = keyed[keyed.duplicated(["symbol", "timestamp"], keep=False)]
+    if shared.empty:
+        return
+    for _, group in shared.groupby(["symbol", "timestamp"], sort=True):
+        values = group[value_columns].to_numpy(dtype=float)
+        if group["source"].nunique() > 1 and not (np.isclose(values, values[0], rtol=0, atol=0, equal_nan=True)).all():
+            first, second = group.iloc[0], group[group["source"] != group.iloc[0]["source"]].iloc[0]
+            differs = [c for c in value_columns if not np.isclose(first[c], second[c], rtol=0, atol=0, equal_nan=True)]
+            raise PlusUltraError(
+                f"{first['source']} row {first['row']} and {second['source']} row {second['row']} both hold "
+                f"{first['symbol']} at {pd.Timestamp(first['timestamp']).isoformat()} with different {differs} "
+                f"({[first[c] for c in differs]} vs {[second[c] for c in differs]}); keep the candle in one file "
+                "(or ingest the files one at a time, the later one updating), nothing was written")

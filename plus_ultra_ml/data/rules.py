@@ -58,6 +58,9 @@ def _jsonable(value):
 
 
 def examples_of(frame: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> list[dict]:
+    """The first offending rows; a source file's `line` (CSV ingest) follows its `row` wherever shown."""
+    if "row" in columns and "line" in frame and "line" not in columns:
+        columns = [*columns[:columns.index("row") + 1], "line", *columns[columns.index("row") + 1:]]
     rows = frame.loc[np.asarray(mask), [c for c in columns if c in frame]].head(MAX_EXAMPLES)
     return [{k: _jsonable(v) for k, v in record.items()} for record in rows.to_dict("records")]
 
@@ -101,14 +104,15 @@ def _classify_times(unique: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarra
     return parsed, is_number, offsets.notna().to_numpy(), offsets.str.replace(":", "").replace("Z", "+0000")
 
 
-def parse_timestamp_column(raw: pd.Series, table: str, row: pd.Series) -> tuple[pd.Series, list[Issue]]:
+def parse_timestamp_column(raw: pd.Series, table: str, row: pd.Series,
+                           line: pd.Series | None = None) -> tuple[pd.Series, list[Issue]]:
     """Parse stored times (ISO text or epoch numbers) to UTC, reporting what cannot be trusted.
 
     Naive ISO text is UTC by contract. Mixing naive and offset-bearing text, or text and numbers,
     in one column is an error: the two halves may not mean the same clock. Epoch numbers above
     1e11 are milliseconds, otherwise seconds. Work is done once per distinct value.
     """
-    frame = pd.DataFrame({"row": row, "timestamp": raw})
+    frame = pd.DataFrame({"row": row, "timestamp": raw, **({} if line is None else {"line": line})})
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     unique = pd.Series(uniques, dtype=object)
     parsed_u, number_u, offset_u, offset_text = _classify_times(unique)
@@ -318,3 +322,42 @@ def frequency_issues(frame: pd.DataFrame, freq: str | None, table: str,
                   [{k: _jsonable(v) for k, v in r.items()} for r in gaps.head(MAX_EXAMPLES).to_dict("records")])
         )
     return issues
+
+
+# --------------------------------------------------------------------------------------------
+# incoming rows only (ingest): plausibility and symbol spelling
+# --------------------------------------------------------------------------------------------
+# A symbol: a letter, digit or ^ first, then letters, digits and . _ - / = : ^ + (BRK.B, BRK-B, ^GSPC,
+# EURUSD=X, BTC/USDT, ES=F, GOOG_bt), at most 32 characters. Spaces, quotes, ; , ( ) and control
+# characters never belong to one.
+SYMBOL_PATTERN = r"[A-Za-z0-9^][A-Za-z0-9._\-/=:^+]{0,31}"
+
+
+def symbol_issues(frame: pd.DataFrame, table: str = "series") -> list[Issue]:
+    """Symbols outside SYMBOL_PATTERN (what a ticker is spelled with)."""
+    symbols = frame["symbol"].astype("string")
+    bad = (~symbols.str.fullmatch(SYMBOL_PATTERN).fillna(True)).to_numpy(dtype=bool)
+    return issue_if(
+        frame, bad, table=table, column="symbol", rule="symbol_characters", severity="error",
+        message=f"table {table}: symbols may hold letters, digits and . _ - / = : ^ + (at most 32, starting with "
+                "a letter, digit or ^); fix the symbol column or pass --symbol",
+        show=["row", "symbol"],
+    )
+
+
+def plausibility_issues(frame: pd.DataFrame, max_price: float, max_volume: float, table: str = "series") -> list[Issue]:
+    """Prices above `max_price` or volumes above `max_volume`: a unit or parsing error, not a market."""
+    issues: list[Issue] = []
+    for columns, bound, what in ((PRICE_COLUMNS, max_price, "--max-price"), (("volume",), max_volume, "--max-volume")):
+        for column in columns:
+            values = frame[column].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore"):
+                issues += issue_if(
+                    frame, np.isfinite(values) & (values > bound), table=table, column=column,
+                    rule="implausible_value", severity="error",
+                    message=f"table {table}: column {column} above {bound:g} is not a plausible market value (a unit "
+                            f"or parsing error?); fix the source, or raise {what} if such values are real",
+                    show=["row", "symbol", "timestamp", column],
+                )
+    return issues
+

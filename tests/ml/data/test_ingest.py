@@ -121,7 +121,8 @@ def test_one_bad_row_rejects_every_file_and_writes_nothing(tmp_path, candles):
     with pytest.raises(DataContractError, match="nothing was written") as caught:
         ingest_files(path, [tmp_path / "good.csv", tmp_path / "bad.csv"])
     assert {i.rule for i in caught.value.report.errors} >= {"high_below_open_close"}
-    assert caught.value.report.errors[0].examples[0]["row"] == 7  # CSV line number (header is line 1)
+    example = caught.value.report.errors[0].examples[0]
+    assert example["row"] == 6 and example["line"] == 7  # data row 6 (a fresh database's rowid), line 7 of the CSV
     assert not path.exists()
 
 

@@ -8,6 +8,7 @@ no traceback escapes, and that the database file is byte-identical afterwards.
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import sqlite3
 from collections.abc import Callable
@@ -50,7 +51,7 @@ CASES: dict[str, tuple[str, Callable[[Path], object], int, tuple[str, ...]]] = {
     "unsupported_suffix": ("x.xlsx", lambda p: p.write_bytes(b"PK\x03\x04"), 2, ("unsupported type",)),
     "naive_beside_offsets": ("x.csv", lambda p: p.write_text(
         HEADER + "2024-01-02T10:00:00,10,11,9,10.5,1\n2024-01-02T11:00:00+00:00,10,11,9,10.5,1\n"),
-        1, ("carry a UTC offset", "'row': 2")),
+        1, ("carry a UTC offset", "'row': 1, 'line': 2")),
     "epoch_1e20": ("x.csv", lambda p: p.write_text(
         "timestamp,open,high,low,close,volume\n100000000000000000000,1,2,0.5,1.5,9\n"), 1, ("epoch numbers", "1e20")),
     "unparseable_time": ("x.csv", lambda p: p.write_text(HEADER + "yesterday,10,11,9,10.5,1\n"), 1,
@@ -147,3 +148,77 @@ def test_seed_style_series_without_a_key_is_refused_with_the_statement_that_fixe
         connection.execute(statement)
     result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
     assert result.exit_code == 0, result.output
+
+
+def test_the_same_candle_with_different_values_in_two_files_is_refused_naming_both(tmp_path, stored):
+    (tmp_path / "a.csv").write_text(HEADER + ROW.format(day=8) + ROW.format(day=9))
+    (tmp_path / "b.csv").write_text(HEADER + "2024-01-09,10,11,9,10.75,1000\n")
+    before = _digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+                                      "--symbol", "AAA"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text, text
+    assert f"{tmp_path / 'a.csv'} row 2 and {tmp_path / 'b.csv'} row 1 both hold AAA at 2024-01-09" in text
+    assert "['close']" in text and _digest(stored) == before
+    (tmp_path / "b.csv").write_text(HEADER + ROW.format(day=9))  # the same candle twice: fine
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+                                      "--symbol", "AAA"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("symbol", ["'; DROP TABLE series;--", "A B", "", "X" * 33, 'QUOTE"D'])
+def test_a_symbol_with_characters_no_ticker_has_is_refused(tmp_path, stored, symbol):
+    source = tmp_path / "long.csv"
+    pd.DataFrame({"Date": ["2024-01-02"], "Symbol": [symbol], "Open": [10], "High": [11], "Low": [9], "Close": [10.5],
+                  "Volume": [1000]}).to_csv(source, index=False)
+    before = _digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text, text
+    assert ("symbol_characters" in text or "symbol" in text.lower()) and _digest(stored) == before
+
+
+@pytest.mark.parametrize("symbol", ["BRK.B", "BRK-B", "^GSPC", "EURUSD=X", "BTC/USDT", "GOOG_bt"])
+def test_real_ticker_spellings_are_kept_as_written(tmp_path, symbol):
+    source = tmp_path / "long.csv"
+    pd.DataFrame({"Date": ["2024-01-02"], "Symbol": [symbol], "Open": [10], "High": [11], "Low": [9], "Close": [10.5],
+                  "Volume": [1000]}).to_csv(source, index=False)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "db.db"), str(source)])
+    assert result.exit_code == 0, result.output
+    assert load_panel(tmp_path / "db.db").index.get_level_values("symbol")[0] == symbol
+
+
+def test_a_file_named_symbol_is_upper_cased_and_says_so(tmp_path, caplog):
+    source = tmp_path / "GOOG_bt.csv"
+    source.write_text(GOOD)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "db.db"), str(source)])
+    assert result.exit_code == 0, result.output
+    assert load_panel(tmp_path / "db.db").index.get_level_values("symbol")[0] == "GOOG_BT"
+    assert any("upper-cased" in r.getMessage() and "--symbol" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("column", "flag"), [("Close", "--max-price"), ("Volume", "--max-volume")])
+def test_implausible_values_are_refused_unless_the_bound_is_raised(tmp_path, stored, column, flag):
+    frame = pd.read_csv(io.StringIO(GOOD)).astype({"Open": float, "High": float, "Low": float, "Close": float,
+                                                    "Volume": float})
+    frame.loc[1, column] = 1e308
+    if column == "Close":
+        frame.loc[1, "High"] = 1e308
+    source = tmp_path / "spike.csv"
+    frame.to_csv(source, index=False)
+    before = _digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "not a plausible market value" in text and "Traceback" not in text, text
+    assert flag in text and _digest(stored) == before
+
+
+def test_every_validation_warning_is_printed_during_ingest(tmp_path, caplog):
+    frame = pd.read_csv(io.StringIO(GOOD)).astype(float, errors="ignore")
+    frame.loc[2, ["Open", "High", "Low", "Close"]] = [30.0, 32.0, 29.0, 31.0]  # a one-bar tripling: the jump warning
+    source = tmp_path / "jump.csv"
+    frame.to_csv(source, index=False)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "db.db"), str(source), "--symbol", "AAA"])
+    assert result.exit_code == 0, result.output  # accepted
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(source) in m and "jump" in m for m in warnings), warnings
