@@ -30,6 +30,7 @@ from plus_ultra_ml.cli import data_commands  # noqa: E402
 app.command("validate")(data_commands.validate)
 app.command("ingest")(data_commands.ingest)
 app.command("regimes")(data_commands.regimes)
+app.command("migrate")(data_commands.migrate)
 
 # --- pipeline (plus_ultra_ml/cli/pipeline_commands.py) ---
 from plus_ultra_ml.cli import pipeline_commands  # noqa: E402

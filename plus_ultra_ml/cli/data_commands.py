@@ -71,6 +71,8 @@ def ingest(
         "--max-price", min=0, help="refuse prices above this (a unit or parsing error)")] = 1e9,
     max_volume: Annotated[float, typer.Option(
         "--max-volume", min=0, help="refuse volumes above this (a unit or parsing error)")] = 1e15,
+    migrate: Annotated[bool, typer.Option(
+        "--migrate", help="a seed-style DB: validate it and migrate it in the same transaction (plus-ultra migrate)")] = False,
 ) -> None:
     """Validate files and upsert them into DB in one transaction (all or nothing)."""
     from plus_ultra_ml.data.ingest import IngestOptions, ingest_files
@@ -85,7 +87,7 @@ def ingest(
     options = IngestOptions(symbol=symbol, column_map=column_map, timezone=timezone, adjust_column=adjust_column,
                             indicator_columns=tuple(indicators), append_only=append_only,
                             close_only=close_only, busy_timeout_s=busy_timeout,
-                            max_price=max_price, max_volume=max_volume)
+                            max_price=max_price, max_volume=max_volume, migrate=migrate)
     with progress() as bar:
         task = bar.add_task(f"ingesting {len(files)} file(s)", total=None)
         results = ingest_files(db, files, options)
@@ -119,3 +121,23 @@ def regimes(
         console.print(f"wrote {summary.rows_written:,} rows to {db}:regimes")
     else:
         err_console.print("(dry run: pass --write to store the labels)")
+
+
+@user_errors
+def migrate(
+    db: Annotated[Path, typer.Argument(help="a seed-style SQLite database")],
+    write: Annotated[bool, typer.Option("--write", help="apply the steps (default: only list them)")] = False,
+    config: Annotated[Path | None, typer.Option(help="experiment YAML (data section: validation settings)")] = None,
+) -> None:
+    """Validate DB, then list (or with --write apply, in one transaction) what our writers need: keys, ISO times."""
+    from plus_ultra_ml.config import DataConfig, load_config
+    from plus_ultra_ml.data.migrate import migrate_database
+
+    result = migrate_database(db, write=write, cfg=load_config(config).data if config else DataConfig())
+    if not result.steps:
+        console.print(f"{db}: nothing to migrate (ingest can write it as it is)")
+        return
+    for step in result.steps:
+        console.print(f"{'done' if result.written else 'to do'}: {step.table}: {step.description}")
+    if not result.written:
+        err_console.print("(dry run: pass --write to apply these steps)")

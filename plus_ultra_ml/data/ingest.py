@@ -32,7 +32,8 @@ import pytz
 from plus_ultra_ml.data import rules
 from plus_ultra_ml.data.schema import CLOSE_ONLY_KEY, OHLCV_COLUMNS, OPTIONAL_SERIES_COLUMNS, TIMESTAMP_FORMAT, create_schema
 from plus_ultra_ml.data.store import check_database_file, detect_timestamp_encoding
-from plus_ultra_ml.data.validate import ValidationReport
+from plus_ultra_ml.data.migrate import apply_migration, plan_migration
+from plus_ultra_ml.data.validate import ValidationReport, validate_database
 from plus_ultra_ml.errors import DatabaseUnreadableError, PlusUltraError, SourceUnreadableError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class IngestOptions:
     # Plausibility bounds: a price or volume above them is a unit or parsing error (1e308), refused by name.
     max_price: float = 1e9
     max_volume: float = 1e15
+    # A seed-style database (keyless tables, other ISO notations): False refuses with the migrate command;
+    # True validates it and migrates it inside the ingest's own transaction (data/migrate.py).
+    migrate: bool = False
 
 
 @dataclass(frozen=True)
@@ -332,43 +336,41 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
-def _require_key(connection: sqlite3.Connection, db_path: Path, table: str, key: tuple[str, ...]) -> None:
-    """Upserts need a primary key or unique index on exactly `key`; a seed-style table without one is refused
-    with the statement that adds it (before anything is written)."""
-    for _, name, unique, _, partial in connection.execute(f"PRAGMA index_list('{table}')").fetchall():
-        columns = {row[2] for row in connection.execute(f"PRAGMA index_info('{name}')")}
-        if unique and not partial and columns == set(key):
-            return
-    index = f"{table}_{'_'.join(key)}"
+def _prepare_for_writing(connection: sqlite3.Connection, db_path: Path, with_indicators: bool, migrate: bool) -> None:
+    """What a seed-style file needs before the upserts (data/migrate.py): done here when `migrate`
+    (the file was validated first), else refused with the command that does it."""
+    steps = [s for s in plan_migration(connection) if with_indicators or s.table != "indicators"]
+    if not steps:
+        return
+    if migrate:
+        apply_migration(connection, steps, db_path)
+        log.info("migrated %s: %s", db_path, "; ".join(s.description for s in steps))
+        return
     raise PlusUltraError(
-        f"{db_path}: table {table} has no primary key or unique index on ({', '.join(key)}) (a seed-style "
-        f"database), so ingest cannot upsert into it; add one with: sqlite3 {db_path} 'CREATE UNIQUE INDEX "
-        f"{index} ON {table}({', '.join(key)})' (it fails while the table holds duplicate keys: `plus-ultra "
-        f"validate {db_path}` lists them), then ingest again; nothing was written")
+        f"{db_path} is a seed-style database that ingest cannot write as it is: "
+        f"{'; '.join(s.description for s in steps)} is needed; run `plus-ultra migrate {db_path} --write` "
+        "(it validates the file first), or ingest with --migrate to do it in the same transaction; nothing was written")
 
 
 def write_rows(db_path: str | Path, batches: Sequence[tuple[str, pd.DataFrame]], append_only: bool,
-               busy_timeout_s: float = 30.0) -> list[IngestResult]:
+               busy_timeout_s: float = 30.0, migrate: bool = False) -> list[IngestResult]:
     """Upsert checked batches in ONE transaction: all of them are written, or none."""
     db_path = Path(db_path)
     created = not db_path.exists()
     if not created:
         check_database_file(db_path)
+        if migrate:  # only a file that passes validation is migrated
+            validate_database(db_path).raise_for_errors(
+                f"{db_path} is not migrated: fix these validation errors first; nothing was written.")
     connection = sqlite3.connect(db_path, timeout=0.0, isolation_level=None)
     results = []
     try:
         _begin_writing(connection, db_path, busy_timeout_s)
         create_schema(connection)
-        _require_key(connection, db_path, "series", ("timestamp", "symbol"))
-        if any(c.startswith("indicator:") for _, rows in batches for c in rows.columns):
-            _require_key(connection, db_path, "indicators", ("timestamp", "symbol", "name"))
+        _prepare_for_writing(connection, db_path, any(c.startswith("indicator:") for _, rows in batches
+                                                      for c in rows.columns), migrate)
         has_rows = connection.execute("SELECT 1 FROM series LIMIT 1").fetchone() is not None
         encoding = detect_timestamp_encoding(connection, "series").kind if has_rows else "iso_canonical"
-        if encoding == "iso_other":
-            raise PlusUltraError(
-                f"{db_path}: table series stores times as non-canonical ISO text; ingest writes "
-                f"{TIMESTAMP_FORMAT!r} and will not mix notations. Migrate the table first."
-            )
         last = _last_stored(connection, encoding) if append_only and has_rows else {}
         for source, rows in batches:
             skipped = 0
@@ -400,7 +402,7 @@ def ingest_frame(db_path: str | Path, frame: pd.DataFrame, options: IngestOption
                  source: str = "frame") -> IngestResult:
     """Validate `frame` and upsert it into the database at `db_path` (created if absent)."""
     return write_rows(db_path, [(source, prepare_rows(frame, options, source))], options.append_only,
-                      options.busy_timeout_s)[0]
+                      options.busy_timeout_s, options.migrate)[0]
 
 
 def _upsert(connection: sqlite3.Connection, rows: pd.DataFrame, encoding: str, skipped: int) -> IngestResult:
@@ -490,7 +492,7 @@ def ingest_files(db_path: str | Path, paths: Sequence[str | Path], options: Inge
             per_file = replace(options, symbol=stem.upper())
         batches.append((str(path), prepare_rows(frame, per_file, str(path))))
     _refuse_conflicting_files(batches)
-    return write_rows(db_path, batches, options.append_only, options.busy_timeout_s)
+    return write_rows(db_path, batches, options.append_only, options.busy_timeout_s, options.migrate)
 
 
 def source_stem(path: str | Path) -> str:

@@ -134,7 +134,7 @@ def test_a_database_held_by_another_writer_waits_then_fails_clearly(tmp_path, st
     assert result.exit_code == 0 and "1 inserted" in " ".join(result.output.split())
 
 
-def test_seed_style_series_without_a_key_is_refused_with_the_statement_that_fixes_it(tmp_path, make_db, candles):
+def test_seed_style_database_is_refused_with_the_command_that_migrates_it(tmp_path, make_db, candles):
     db = make_db(candles(symbols=("AAA",), n=20, freq="1D"), schema="loose")
     source = tmp_path / "more.csv"
     source.write_text(HEADER + ROW.format(day=2))
@@ -142,12 +142,57 @@ def test_seed_style_series_without_a_key_is_refused_with_the_statement_that_fixe
     result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in text, text
-    assert "has no primary key or unique index on (timestamp, symbol)" in text and _digest(db) == before
-    statement = text.split(f"sqlite3 {db} '")[1].split("'")[0]
-    with sqlite3.connect(db) as connection:  # the fix the message gives works
-        connection.execute(statement)
+    assert "seed-style database" in text and "series(timestamp, symbol)" in text and "assets(symbol)" in text
+    assert f"plus-ultra migrate {db} --write" in text and "--migrate" in text and _digest(db) == before
+    panel = load_panel(db)
+    result = CliRunner().invoke(app, ["migrate", str(db)])  # a dry run lists the steps and writes nothing
+    assert result.exit_code == 0 and "to do: series" in result.output and _digest(db) == before
+    result = CliRunner().invoke(app, ["migrate", str(db), "--write"])
+    assert result.exit_code == 0 and "done: series" in result.output, result.output
+    pd.testing.assert_frame_equal(load_panel(db), panel)  # the same data, now writable
     result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
     assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["migrate", str(db)])
+    assert result.exit_code == 0 and "nothing to migrate" in " ".join(result.output.split())
+
+
+def test_ingest_migrate_does_it_in_the_same_transaction(tmp_path, make_db, candles):
+    db = make_db(candles(symbols=("AAA",), n=20, freq="1D"), schema="loose")
+    source = tmp_path / "more.csv"
+    source.write_text(HEADER + ROW.format(day=2))
+    result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ", "--migrate"])
+    assert result.exit_code == 0, result.output
+    assert set(load_panel(db).index.get_level_values("symbol")) == {"AAA", "ZZZ"}
+    result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])  # now as any database
+    assert result.exit_code == 0 and "1 unchanged" in " ".join(result.output.split())
+
+
+def test_migrate_refuses_a_database_that_does_not_validate(tmp_path, make_db, candles):
+    frame = candles(symbols=("AAA",), n=20, freq="1D")
+    db = make_db(pd.concat([frame, frame.iloc[[3]]]), schema="loose")  # one key twice
+    before = _digest(db)
+    for command in (["migrate", str(db), "--write"], ["ingest", str(db), str(tmp_path / "x.csv"), "--migrate"]):
+        (tmp_path / "x.csv").write_text(HEADER + ROW.format(day=2))
+        result = CliRunner().invoke(app, [*command, *(["--symbol", "ZZZ"] if command[0] == "ingest" else [])])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and "Traceback" not in text and "not migrated" in text, text
+        assert _digest(db) == before
+
+
+def test_migrate_rewrites_other_iso_notations_as_canonical_text(tmp_path, make_db, candles):
+    frame = candles(symbols=("AAA",), n=20, freq="1D")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%d %H:%M:%S+00:00")
+    db = make_db(frame)  # the contract's keys, another ISO notation
+    panel = load_panel(db)
+    source = tmp_path / "more.csv"
+    source.write_text(HEADER + ROW.format(day=2))
+    result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
+    assert result.exit_code == 1 and "rewrite 20 timestamps" in " ".join(result.output.split())
+    assert CliRunner().invoke(app, ["migrate", str(db), "--write"]).exit_code == 0
+    pd.testing.assert_frame_equal(load_panel(db), panel)
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT timestamp FROM series LIMIT 1").fetchone()[0].endswith("Z")
+    assert CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"]).exit_code == 0
 
 
 def test_the_same_candle_with_different_values_in_two_files_is_refused_naming_both(tmp_path, stored):
