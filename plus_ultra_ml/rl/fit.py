@@ -45,6 +45,7 @@ from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scor
 from plus_ultra_ml.rl.select import Selection, select_policy
 from plus_ultra_ml.rl.trained import env_record
 from plus_ultra_ml.training.fit import RunIds
+from plus_ultra_ml.training.tracking import RunContext, make_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,23 @@ def run_key(cfg: ExperimentConfig, parent_fingerprint: str, data: TrainingData) 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _track(cfg: ExperimentConfig, data: TrainingData, run_ids: RunIds, run_dir: Path,
+           history: list[UpdateRecord]) -> str | None:
+    """The fine-tune's W&B run (training/tracking.py, job type ppo): one step per PPO update; its id."""
+    context = RunContext("ppo", cfg.fingerprint(), data.db_fingerprint, run_ids.dagster_run_id,
+                         run_ids.dagster_partition)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracking = make_tracking(cfg.tracking, run_dir, context, cfg.to_dict())
+    try:
+        for record in history:
+            values = {f"ppo/{k}": float(v) for k, v in record.to_dict().items()
+                      if isinstance(v, int | float) and k != "update"}
+            tracking.log(values, step=int(record.update))
+        return tracking.run_id()
+    finally:
+        tracking.finish()
+
+
 def finetune_checkpoint(
     cfg: ExperimentConfig,
     data: TrainingData,
@@ -98,7 +116,10 @@ def finetune_checkpoint(
         logger.warning("fine-tuning a %r checkpoint: its position head was not trained for positions", model.kind)
     windowed = policy_windows(cfg, data, model)
     parent_fp = file_fingerprint(supervised)
+    base_dir = Path(root) if root is not None else home() / "checkpoints" / POLICY_KIND
+    path = (base_dir / run_key(cfg, parent_fp, data) / ARTIFACT).resolve()
     result = finetune(model.net, windowed, cfg.rl, cfg.costs, seed=cfg.seed, progress=progress, encoder=encoder)
+    wandb_run_id = _track(cfg, data, run_ids, path.parent, result.history)
     metrics = result.metrics()
     # PPO or the head: validation PnL only (the test segment has not been read yet)
     selection = select_policy(portfolio_pnl(result.val_positions, windowed, cfg.costs),
@@ -137,7 +158,7 @@ def finetune_checkpoint(
         split=windowed.split.to_dict(),
         parent=parent,
         run_ids={"dagster_run_id": run_ids.dagster_run_id, "dagster_asset": run_ids.dagster_asset,
-                 "dagster_partition": run_ids.dagster_partition, "wandb_run_id": None},
+                 "dagster_partition": run_ids.dagster_partition, "wandb_run_id": wandb_run_id},
         metrics=metrics,
         training={"updates": cfg.rl.updates, "best_update": result.best_update, "env_steps": result.env_steps,
                   "wall_time_s": round(result.wall_time_s, 3), "freeze": cfg.rl.freeze,
@@ -145,8 +166,6 @@ def finetune_checkpoint(
                   "action_distribution": cfg.rl.action_distribution, "collapse": result.collapse.message,
                   "selection": selection.record()},
     )
-    base_dir = Path(root) if root is not None else home() / "checkpoints" / POLICY_KIND
-    path = (base_dir / run_key(cfg, parent_fp, data) / ARTIFACT).resolve()
     write_policy(path, net=result.policy.net, state_proj=result.policy.state_proj.weight,
                  env=env_record(EnvConfig.from_config(cfg.rl, cfg.costs)), feature_names=windowed.feature_names,
                  scaler=windowed.scaler, window=windowed.window, horizon=windowed.horizon, lineage=lineage)

@@ -56,7 +56,7 @@ from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallba
 from plus_ultra_ml.training.datamodule import WindowDataModule
 from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.lit_modules import PretrainModule, SupervisedModule
-from plus_ultra_ml.training.tracking import make_tracking
+from plus_ultra_ml.training.tracking import RunContext, make_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ class _Run:
 
 def _fit(kind: str, cfg: ExperimentConfig, loop: LoopConfig, module_for: Callable[[WindowDataModule], L.LightningModule],
          dm: WindowDataModule, run_dir: Path, *, monitor: str, mode: str, extra_callbacks: Sequence[Callback],
-         progress: ProgressFn | None, resume: bool, curriculum: bool) -> tuple[_Run, L.LightningModule]:
+         progress: ProgressFn | None, resume: bool, curriculum: bool, run_ids: RunIds,
+         data_fingerprint: str | None) -> tuple[_Run, L.LightningModule]:
     run_dir.mkdir(parents=True, exist_ok=True)
     module = module_for(dm)
     best, last = _checkpoint_callbacks(run_dir, loop, monitor, mode)
@@ -218,7 +219,8 @@ def _fit(kind: str, cfg: ExperimentConfig, loop: LoopConfig, module_for: Callabl
     if progress is not None:
         callbacks.append(ProgressCallback(progress))
     ckpt_path, resumed_from = _resume_point(run_dir, resume)
-    tracking = make_tracking(cfg.tracking, run_dir, f"{kind}-{run_dir.name}", cfg.to_dict(),
+    context = RunContext(kind, cfg.fingerprint(), data_fingerprint, run_ids.dagster_run_id, run_ids.dagster_partition)
+    tracking = make_tracking(cfg.tracking, run_dir, context, cfg.to_dict(),
                              run_id=_wandb_id(run_dir) if ckpt_path else None)
     trainer = _trainer(cfg, loop, run_dir, callbacks, tracking.loggers, curriculum)
     started = time.perf_counter()
@@ -315,7 +317,8 @@ def _pretrain(cfg: ExperimentConfig, data: TrainingData, split: Split | None, ro
         return PretrainModule(net.backbone, net.recipe, loop)
 
     run, module = _fit("pretrain", cfg, loop, module_for, dm, run_dir, monitor="val/loss", mode="min",
-                       extra_callbacks=callbacks, progress=progress, resume=resume, curriculum=False)
+                       extra_callbacks=callbacks, progress=progress, resume=resume, curriculum=False,
+                       run_ids=run_ids, data_fingerprint=data.db_fingerprint)
     if not run.trainer.is_global_zero:
         return None
     _load_best(module, run.best)
@@ -393,7 +396,8 @@ def _train_supervised(cfg: ExperimentConfig, data: TrainingData, split: Split | 
     monitor, mode = (loop.monitor, "max" if loop.monitor in ("val/ic", "val/ic_date") else "min")
     extra = [*callbacks, *([diagnostics] if diagnostics else [])]
     run, module = _fit("supervised", cfg, loop, module_for, dm, run_dir, monitor=monitor, mode=mode,
-                       extra_callbacks=extra, progress=progress, resume=resume, curriculum=bool(loop.curriculum))
+                       extra_callbacks=extra, progress=progress, resume=resume, curriculum=bool(loop.curriculum),
+                       run_ids=run_ids, data_fingerprint=data.db_fingerprint)
     if not run.trainer.is_global_zero:
         return None
     _load_best(module, run.best)

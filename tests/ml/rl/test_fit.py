@@ -107,3 +107,16 @@ def test_same_config_same_policy(parent, tmp_path):
     assert a.metrics["val_ppo_sharpe_net"] == b.metrics["val_ppo_sharpe_net"]
     sa, sb = load_policy(a.checkpoint).policy.state_dict(), load_policy(b.checkpoint).policy.state_dict()
     assert all(torch.equal(v, sb[k]) for k, v in sa.items())
+
+
+def test_the_fine_tune_is_a_wandb_run_of_job_type_ppo(parent, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
+    path, training, _ = parent
+    result = finetune_checkpoint(_cfg(), training, path, root=tmp_path / "runs")
+    run_id = result.lineage.run_ids["wandb_run_id"]
+    assert run_id
+    (run,) = (tmp_path / "wandb_home" / "wandb").glob(f"offline-run-*-{run_id}")
+    record = (run / f"run-{run_id}.wandb").read_bytes()
+    assert b"ppo" in record and b"ppo/reward_bps" in record  # job type and the per-update history
+    assert (result.checkpoint.parent / "logs" / "version_0" / "metrics.csv").is_file()  # the CSV log beside it

@@ -31,7 +31,7 @@ from plus_ultra_ml.lineage import sidecar_path
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.training.datamodule import WindowDataModule
 from plus_ultra_ml.training.evaluate import predict_segment
-from plus_ultra_ml.training.fit import pretrain, train_supervised
+from plus_ultra_ml.training.fit import RunIds, pretrain, train_supervised
 from plus_ultra_ml.training.lit_modules import SupervisedModule
 
 from .conftest import planted_data, tiny_config
@@ -246,8 +246,27 @@ def test_wandb_offline_run_id_goes_into_lineage(planted, tmp_path, monkeypatch):
     cfg = tiny_config("tracking.mode=offline", train={"epochs": 1, "limit_train_batches": 2})
     result = train_supervised(cfg, planted, root=tmp_path / "runs", resume=False)
     run_id = result.lineage.run_ids["wandb_run_id"]
-    assert run_id and (result.run_dir / "wandb").is_dir()
-    assert any(run_id in p.name for p in (result.run_dir / "wandb").iterdir())
+    assert run_id and (tmp_path / "wandb").is_dir()  # under $WANDB_DIR, where `wandb sync` looks
+    assert any(run_id in p.name for p in (tmp_path / "wandb").iterdir())
+
+
+def test_two_fits_in_one_process_are_two_wandb_runs_under_wandb_dir(planted, tmp_path, monkeypatch):
+    # Lightning's offline logger sets WANDB_MODE=dryrun for the rest of the process: the second fit must
+    # still be tracked (it used to read dryrun as "disabled" and record wandb_run_id null)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
+    cfg = tiny_config("tracking.mode=offline", train={"epochs": 1, "limit_train_batches": 2})
+    first = train_supervised(cfg, planted, root=tmp_path / "a", resume=False,
+                             run_ids=RunIds("dagster-run-1", "supervised_checkpoint", "fold_x"))
+    assert os.environ["WANDB_MODE"] == "dryrun"  # what the logger left behind
+    second = train_supervised(cfg.model_copy(update={"seed": 1}), planted, root=tmp_path / "b", resume=False)
+    ids = [first.lineage.run_ids["wandb_run_id"], second.lineage.run_ids["wandb_run_id"]]
+    assert all(ids) and ids[0] != ids[1]
+    runs = sorted((tmp_path / "wandb_home" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and {r.name.rsplit("-", 1)[1] for r in runs} == set(ids)
+    record = next((tmp_path / "wandb_home" / "wandb").glob(f"offline-run-*-{ids[0]}/run-{ids[0]}.wandb")).read_bytes()
+    for text in (cfg.fingerprint(), planted.db_fingerprint, "dagster-run-1", "fold_x", "supervised"):
+        assert text.encode() in record, text  # the run's config, group and job type, as W&B stored them
 
 
 # ------------------------------------------------------------------------------------------ DDP
