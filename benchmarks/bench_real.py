@@ -165,7 +165,7 @@ def evaluate(dataset: Dataset, config: str, seeds: int | None, ppo: bool, work: 
                              on_fold=lambda r: print(f"  {r.fold}: {len(r.predictions):,} rows, "
                                                      f"{time.perf_counter() - started:.0f} s", flush=True))
     report = build_report(result.predictions, cfg.costs, title=f"bench_real {dataset.name} ({cfg.name})",
-                          n_trials=len(strategies_of(result.predictions)), portfolio=cfg.portfolio)
+                          n_trials=len(strategies_of(result.predictions)), portfolio=cfg.portfolio, execution=cfg.backtest)
     wall = time.perf_counter() - started
     if out is not None:
         (out / dataset.name).mkdir(parents=True, exist_ok=True)

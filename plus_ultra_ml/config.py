@@ -188,6 +188,22 @@ class CostConfig(Section):
     holding_bps: float = Field(0.0, ge=0)  # per bar, per unit of |position|
 
 
+class ExecutionConfig(Section):
+    """When orders fill (evaluation/execution.py). Lag 0 is a market-on-close fill with zero latency:
+    the position decided with bar t's data fills at bar t's close and earns r[t+1]; lag L fills at the
+    close of bar t+L. The walk-forward report is booked at `execution_lag` and shows every strategy's
+    net Sharpe at each of `compare_lags` side by side."""
+
+    execution_lag: int = Field(0, ge=0, le=100)
+    compare_lags: list[int] = [0, 1]
+
+    @model_validator(mode="after")
+    def _lags(self) -> "ExecutionConfig":
+        if any(lag < 0 for lag in self.compare_lags) or len(set(self.compare_lags)) != len(self.compare_lags):
+            raise ValueError(f"backtest.compare_lags must be distinct bar counts >= 0, got {self.compare_lags}")
+        return self
+
+
 class ModelConfig(Section):
     """Backbone architecture by registry name, its own parameters, and the heads.
 
@@ -561,6 +577,7 @@ class ExperimentConfig(Section):
     features: FeaturesConfig = FeaturesConfig()
     windows: WindowsConfig = WindowsConfig()
     costs: CostConfig = CostConfig()
+    backtest: ExecutionConfig = ExecutionConfig()
     model: ModelConfig = ModelConfig()
     pretrain: PretrainConfig = PretrainConfig()
     train: TrainConfig = TrainConfig()

@@ -106,7 +106,7 @@ def walkforward_report(context: dg.AssetExecutionContext, experiment: Experiment
                          len(foreign), ", ".join(foreign))
     predictions = pd.concat([pd.read_parquet(artifacts.partition_path("walkforward_fold", f)) for f in folds])
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name})",
-                          n_trials=len(report_strategies(predictions)), portfolio=cfg.portfolio,
+                          n_trials=len(report_strategies(predictions)), portfolio=cfg.portfolio, execution=cfg.backtest,
                           sectors=report_sectors(cfg, market_database.resolve()))
     out_dir = Path(artifacts.root) / "reports" / "walkforward"
     files = write_report(report, out_dir / "report.html") + write_report(report, out_dir / "report.md")

@@ -26,7 +26,7 @@ def report(
     """An investor-ready report: metric tables (with bootstrap intervals), per fold/seed/regime, IC, figures."""
     import pandas as pd
 
-    from plus_ultra_ml.config import CostConfig, load_config
+    from plus_ultra_ml.config import CostConfig, ExecutionConfig, load_config
     from plus_ultra_ml.errors import PlusUltraError
     from plus_ultra_ml.evaluation.portfolio_book import report_sectors
     from plus_ultra_ml.evaluation.report import build_report, write_report
@@ -46,6 +46,7 @@ def report(
         task = bar.add_task("building the report", total=None)
         built = build_report(frame, costs, title=title, benchmark=benchmark, n_trials=n_trials,
                              periods_per_year=periods_per_year or None, portfolio=cfg.portfolio if cfg else None,
+                             execution=cfg.backtest if cfg else ExecutionConfig(),
                              sectors=report_sectors(cfg) if cfg else None)
         files = write_report(built, output)
         bar.update(task, total=1, completed=1)

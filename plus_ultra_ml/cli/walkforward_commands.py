@@ -117,7 +117,7 @@ def _write_report(out: Path, cfg, results, db: Path | None = None) -> None:
     with atomic_path(out / "predictions.parquet") as tmp:
         predictions.to_parquet(tmp)
     report = build_report(predictions, cfg.costs, title=f"Walk-forward report ({cfg.name}, CLI)",
-                          n_trials=len(strategies_of(predictions)), portfolio=cfg.portfolio,
+                          n_trials=len(strategies_of(predictions)), portfolio=cfg.portfolio, execution=cfg.backtest,
                           sectors=report_sectors(cfg, db))
     files = write_report(report, out / "report.html") + write_report(report, out / "report.md")
     console.print(report.overall[["sharpe", "sharpe_low", "sharpe_high", "total_return", "max_drawdown"]].round(3))

@@ -1,4 +1,4 @@
-"""Vectorised multi-symbol backtester: positions -> next-bar fills -> net PnL, equity, trades.
+"""Vectorised multi-symbol backtester: positions -> fills at the decision bar's close -> net PnL, equity, trades.
 
 The fill convention is the project's (docs/architecture.md): a position p[t] decided at the close
 of bar t is filled at that close and held to the close of bar t+1, earning
@@ -278,7 +278,8 @@ def run_backtest(
     costs: CostConfig,
     config: BacktestConfig = BacktestConfig(),
 ) -> BacktestResult:
-    """Fill positions on the bar after the decision and account for costs; see the module doc.
+    """Fill each position at its decision bar's close (held to the next close) and account for costs; see the
+    module doc. A fill lag is `evaluation.execution.lagged` on the positions (the report's backtest.execution_lag).
 
     positions: wide (timestamp x symbol) or a Series on the panel's (symbol, timestamp) index;
                values in [-position_limit, position_limit]; NaN only where the symbol has no price.

@@ -43,7 +43,7 @@ import base64
 import io
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,13 +51,14 @@ import numpy as np
 import pandas as pd
 
 from plus_ultra_ml.artifacts import atomic_path, write_text_atomic
-from plus_ultra_ml.config import CostConfig, PortfolioConfig
+from plus_ultra_ml.config import CostConfig, ExecutionConfig, PortfolioConfig
 from plus_ultra_ml.data.calendar import periods_per_year as infer_periods_per_year
 from plus_ultra_ml.errors import PlusUltraError
 from plus_ultra_ml.evaluation import metrics
 from plus_ultra_ml.evaluation.backtest import path_returns
 from plus_ultra_ml.evaluation.cross_section import (DEFAULT_QUANTILES, CrossSection, evaluate_cross_section,
                                                     is_universe)
+from plus_ultra_ml.evaluation.execution import lagged
 from plus_ultra_ml.evaluation.portfolio_book import (WEIGHTS_MARK, is_weights, weights_returns, weights_strategy,
                                                     with_portfolio_strategies)
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE,
@@ -127,6 +128,7 @@ class Report:
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # (fold or "all", reference) x sharpe, interval, bars
     per_symbol: pd.DataFrame = field(default_factory=pd.DataFrame)  # symbol x (bars, net Sharpe of each strategy)
     cross_section: CrossSection | None = None  # a universe's per-date IC, quantile portfolios, sectors
+    lags: pd.DataFrame = field(default_factory=pd.DataFrame)  # strategy x sharpe_lag<L> (backtest.compare_lags)
 
     def metrics_table(self) -> pd.DataFrame:
         """Long table of every number: scope, fold, strategy, metric, value (what DuckDB queries)."""
@@ -144,6 +146,8 @@ class Report:
                   "value": float(v)} for (f, sd), row in self.ppo_selection.iterrows() for m, v in row.items()]
         rows += [{"scope": "reference", "fold": f, "strategy": s, "metric": m, "value": float(v)}
                  for (f, s), row in self.references.iterrows() for m, v in row.items()]
+        rows += [{"scope": "execution_lag", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
+                 for s, row in self.lags.iterrows() for m, v in row.items()]
         if self.cross_section is not None:
             cs = self.cross_section
             rows += [{"scope": "cross_section_ic", "fold": "all", "strategy": s, "metric": m, "value": float(v)}
@@ -182,12 +186,15 @@ def report_periods_per_year(predictions: pd.DataFrame, periods_per_year: float |
 def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "Out-of-sample report",
                  periods_per_year: float | None = None, benchmark: pd.Series | None = None,
                  n_trials: int | None = None, seed: int = 0, quantiles: int = DEFAULT_QUANTILES,
-                 portfolio: PortfolioConfig | None = None, sectors: Mapping[str, str] | None = None) -> Report:
+                 portfolio: PortfolioConfig | None = None, sectors: Mapping[str, str] | None = None,
+                 execution: ExecutionConfig = ExecutionConfig()) -> Report:
     """The report of a predictions frame. `quantiles`: buckets of the cross-sectional section (universes
     only). `portfolio` (a long_short / long_only_topk construction): every scored strategy also gets a
     ``<strategy>@<construction>`` strategy of portfolio weights built from its scores
     (evaluation.portfolio_book), booked as weights; `sectors` (symbol -> assets.sector) feeds sector
-    neutrality. The added strategies count as trials."""
+    neutrality. The added strategies count as trials. `execution`: every position fills
+    `execution_lag` bars after its decision bar (evaluation/execution.py), and `Report.lags` gives each
+    strategy's and reference's net Sharpe at every `compare_lags` lag on the same bars."""
     frame = with_defaults(predictions)
     times = frame.index.get_level_values("timestamp")
     ppy = report_periods_per_year(frame, periods_per_year)
@@ -197,6 +204,8 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
             sectors = frame[SECTOR].groupby(level="symbol", observed=True).first().astype(str).to_dict()
         frame, added = with_portfolio_strategies(frame, portfolio, sectors=sectors, periods_per_year=ppy)
         n_trials = n_trials + len(added) if n_trials else n_trials
+    lags = _lags(frame, costs, ppy, execution.compare_lags)  # from the decisions, before any lag is applied
+    frame = lagged(frame, execution.execution_lag)
     strategies = strategies_of(frame)
     per_row = symbol_returns(frame, costs)
     returns = _portfolio_of_rows(frame, per_row, costs)
@@ -207,7 +216,9 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
     notes = [f"{len(returns):,} out-of-sample bars, {frame['fold'].nunique()} fold(s), "
              f"{frame['seed'].nunique()} seed(s), {frame.index.get_level_values('symbol').nunique()} symbols; "
              f"annualised with {ppy:,.0f} bars/year; costs {costs.transaction_bps + costs.slippage_bps:g} bps per "
-             f"unit traded, {costs.holding_bps:g} bps per bar held."]
+             f"unit traded, {costs.holding_bps:g} bps per bar held."
+             + (f" Orders fill {execution.execution_lag} bar(s) after the decision bar (backtest.execution_lag)."
+                if execution.execution_lag else " Orders fill at the decision bar's close (execution lag 0).")]
     if added:
         notes.append(f"portfolio strategies {', '.join(added)}: the strategies' scores through the portfolio room "
                      f"({' and '.join(portfolio.constructions)}, k={portfolio.k}, gross {portfolio.gross_leverage:g}, rebalanced every "
@@ -248,7 +259,7 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
                   paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy),
-                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy),
+                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy), lags=lags,
                   cross_section=cross_section)
 
 
@@ -309,6 +320,23 @@ def symbols_file(output: str | Path) -> Path:
     """Where `write_report(report, output)` writes the whole per-symbol table."""
     output = Path(output)
     return output.with_name(f"{output.stem}_symbols.parquet")
+
+
+def _lags(frame: pd.DataFrame, costs: CostConfig, ppy: float, lags: Sequence[int]) -> pd.DataFrame:
+    """(strategy or reference) x sharpe_lag<L>: net Sharpe of the whole path when every order fills L bars
+    after its decision bar (references marked "(reference)"); empty when fewer than two lags are asked."""
+    if len(lags) < 2:
+        return pd.DataFrame()
+    columns = {}
+    for lag in lags:
+        moved = lagged(frame, lag)
+        returns = portfolio_returns(moved, costs)
+        sharpe = {s: metrics.sharpe_ratio(returns[s].dropna().to_numpy(), ppy) for s in returns.columns}
+        references = _references(moved, costs, ppy, 0)
+        for name in references_of(moved):
+            sharpe[reference_label(name)] = references.loc[("all", name), "sharpe"]
+        columns[f"sharpe_lag{lag}"] = sharpe
+    return pd.DataFrame(columns).rename_axis("strategy")
 
 
 def _references(frame: pd.DataFrame, costs: CostConfig, ppy: float, seed: int) -> pd.DataFrame:
@@ -562,6 +590,9 @@ def _sections(report: Report, symbols_name: str | None = None) -> list[tuple[str
     if not report.references.empty:
         sections.append(("References on the same bars (not strategies: out of every ranking and comparison)",
                          report.references))
+    if not report.lags.empty:
+        sections.append(("Execution lag: net Sharpe when every order fills L bars after its decision bar (lag 0: "
+                         "at the decision bar's close; costs on the lagged positions' own changes)", report.lags))
     if not report.paired.empty:
         sections.append(("Model minus each strategy on the same bars (95% paired block-bootstrap intervals; a "
                          "portfolio book against the model's book of the same construction, model_side)",
