@@ -222,7 +222,18 @@ def _localise(raw: pd.Series, timezone: str) -> pd.Series:
 
     Daily bars follow one convention whatever `timezone` says: a bar is stamped at its session
     date's 00:00 UTC (the date as written in the source), so DST never moves it (docs/architecture.md).
+    The work is done once per distinct value (a panel repeats each time once per symbol).
     """
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if len(uniques) == len(raw):
+        return _localise_values(raw, timezone)
+    local = _localise_values(pd.Series(uniques), timezone).to_numpy(dtype=object)
+    out = raw.to_numpy(dtype=object).copy()  # missing values stay as they are, for validation to show
+    out[codes >= 0] = local[codes[codes >= 0]]
+    return pd.Series(out, index=raw.index, dtype=object)
+
+
+def _localise_values(raw: pd.Series, timezone: str) -> pd.Series:
     values = raw
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.DatetimeIndex(values)
@@ -280,7 +291,8 @@ def _encode_times(stamps: pd.Series, encoding_kind: str) -> list:
         return (pd.DatetimeIndex(stamps).asi8 // 10**9).tolist()
     if encoding_kind == "epoch_ms":
         return (pd.DatetimeIndex(stamps).asi8 // 10**6).tolist()
-    return pd.DatetimeIndex(stamps).strftime(TIMESTAMP_FORMAT).tolist()
+    codes, uniques = pd.factorize(pd.DatetimeIndex(stamps))  # one strftime per distinct time
+    return np.asarray(uniques.strftime(TIMESTAMP_FORMAT), dtype=object)[codes].tolist()
 
 
 def _last_stored(connection: sqlite3.Connection, encoding_kind: str) -> dict[str, pd.Timestamp]:

@@ -335,8 +335,9 @@ SYMBOL_PATTERN = r"[A-Za-z0-9^][A-Za-z0-9._\-/=:^+]{0,31}"
 
 def symbol_issues(frame: pd.DataFrame, table: str = "series") -> list[Issue]:
     """Symbols outside SYMBOL_PATTERN (what a ticker is spelled with)."""
-    symbols = frame["symbol"].astype("string")
-    bad = (~symbols.str.fullmatch(SYMBOL_PATTERN).fillna(True)).to_numpy(dtype=bool)
+    codes, uniques = pd.factorize(frame["symbol"].astype("string"), use_na_sentinel=True)  # once per symbol
+    wrong = ~pd.Series(uniques, dtype="string").str.fullmatch(SYMBOL_PATTERN).fillna(True).to_numpy(dtype=bool)
+    bad = (codes >= 0) & wrong[np.maximum(codes, 0)] if len(uniques) else np.zeros(len(frame), dtype=bool)
     return issue_if(
         frame, bad, table=table, column="symbol", rule="symbol_characters", severity="error",
         message=f"table {table}: symbols may hold letters, digits and . _ - / = : ^ + (at most 32, starting with "
