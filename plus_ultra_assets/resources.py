@@ -48,6 +48,13 @@ class ArtifactsResource(dg.ConfigurableResource):
         """Where the library writes an asset's checkpoints (one run-key folder each)."""
         return Path(self.root).joinpath("checkpoints", *parts)
 
+    def version_dir(self, *parts: str, run_id: str) -> Path:
+        """One materialisation's own checkpoint folder, ``checkpoints/<asset>[/<partition>]/<run id>``: a
+        rerun (a backfill of the same partition) writes a new version beside the old ones and never
+        rewrites them, so an older artifact's files, and the lineage that fingerprints them, stay as they
+        were. Every version is kept (docs/architecture.md, "Artifact versions")."""
+        return self.checkpoints_dir(*parts, run_id)
+
     def asset_path(self, asset: str) -> Path:
         """Where the parquet IO manager keeps an unpartitioned asset."""
         return self.assets_dir / f"{asset}.parquet"

@@ -51,7 +51,7 @@ def walkforward_fold(context: dg.AssetExecutionContext, experiment: ExperimentCo
     check_training_rows(cfg, data, [fold])  # a warm-up that eats the training segment, named before training
     identity = FoldIdentity.of(cfg, data, fold)  # the same identity the CLI's fold manifests record
     result = run_fold(cfg, data, fold,
-                      root=artifacts.checkpoints_dir("walkforward", fold.name), regimes=regime_labels,
+                      root=artifacts.version_dir("walkforward", fold.name, run_id=context.run.run_id), regimes=regime_labels,
                       run_ids=RunIds(context.run.run_id, "walkforward_fold", fold.name), progress=context.log.info)
     times = result.predictions.index.get_level_values("timestamp")
     first, last = fold.split.bounds["test"]

@@ -105,7 +105,7 @@ def pretrained_backbone(context: dg.AssetExecutionContext, experiment: Experimen
 
     cfg = experiment.load()
     result = pretrain(cfg, _training_data(feature_table, market_panel, market_database),
-                      root=artifacts.checkpoints_dir("pretrained_backbone"),
+                      root=artifacts.version_dir("pretrained_backbone", run_id=context.run.run_id),
                       run_ids=RunIds(context.run.run_id, "pretrained_backbone", None),
                       progress=_progress(context, "pretrain"))
     m = result.metrics
@@ -133,7 +133,7 @@ def supervised_checkpoint(context: dg.AssetExecutionContext, experiment: Experim
     cfg = experiment.load()
     result = train_supervised(cfg, _training_data(feature_table, market_panel, market_database),
                               pretrain_checkpoint=pretrained_backbone.path,
-                              root=artifacts.checkpoints_dir("supervised_checkpoint"),
+                              root=artifacts.version_dir("supervised_checkpoint", run_id=context.run.run_id),
                               run_ids=RunIds(context.run.run_id, "supervised_checkpoint", None),
                               progress=_progress(context, "train"))
     m = result.metrics

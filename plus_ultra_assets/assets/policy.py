@@ -76,7 +76,7 @@ def ppo_policy(context: dg.AssetExecutionContext, experiment: ExperimentConfigRe
         or frame_fingerprint(feature_table)
     data = TrainingData(feature_table, market_panel, fingerprint)
     result = finetune_checkpoint(
-        cfg, data, parent, root=artifacts.checkpoints_dir("ppo_policy"),
+        cfg, data, parent, root=artifacts.version_dir("ppo_policy", run_id=context.run.run_id),
         run_ids=RunIds(context.run.run_id, "ppo_policy", None),
         progress=lambda r: context.log.info(
             f"ppo update {r.update}/{cfg.rl.updates}: reward {_fmt(r.reward_bps)} bps/bar, kl {_fmt(r.approx_kl)}, "

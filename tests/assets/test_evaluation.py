@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -12,6 +14,8 @@ from plus_ultra_assets.partitions import FOLDS
 from plus_ultra_ml.config import AutomationConfig
 from plus_ultra_ml.evaluation.walkforward import plan_folds
 from plus_ultra_ml.config import load_config
+from plus_ultra_ml.artifacts import file_fingerprint
+from plus_ultra_ml.lineage_trace import trace
 
 TINY = ["windows.window=16", "windows.horizon=2", "train.epochs=1", "train.limit_train_batches=4",
         "train.batch_size=32", "rl.updates=2", "rl.n_envs=4", "rl.steps_per_rollout=16",
@@ -75,3 +79,32 @@ def test_fold_sensor_skips_until_the_panel_exists(resources_for, small_market):
     with dg.instance_for_test() as instance, dg.build_sensor_context(
             instance=instance, resources={k: resources[k] for k in ("experiment", "artifacts")}) as context:
         assert isinstance(sensors.fold_sensor(AutomationConfig())(context), dg.SkipReason)
+
+
+@pytest.mark.integration
+def test_a_rerun_fold_writes_a_new_version_and_leaves_the_old_lineage_ok(small_market, resources_for, tmp_path):
+    resources = resources_for(small_market, *TINY, "walkforward.n_folds=1")
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(UPSTREAM, resources=resources, instance=instance).success
+        panel = pd.read_parquet(tmp_path / "assets" / "market_panel.parquet")
+        cfg = load_config("configs/smoke.yaml", [*TINY, "walkforward.n_folds=1"])
+        (fold,) = plan_folds(panel.index.get_level_values("timestamp"), cfg.walkforward, cfg.windows)
+        instance.add_dynamic_partitions(FOLDS.name, [fold.name])
+        runs, versions = [], []
+        for _ in range(2):  # the second is a backfill of the same partition
+            run = dg.materialize(ASSETS, selection=[evaluation.walkforward_fold], partition_key=fold.name,
+                                 resources=resources, instance=instance)
+            assert run.success
+            runs.append(run)
+            versions.append(tmp_path / "checkpoints" / "walkforward" / fold.name / run.run_id)
+            if len(runs) == 1:
+                first = {p: file_fingerprint(p) for p in versions[0].rglob("*") if p.is_file()}
+        assert versions[0] != versions[1] and all(v.is_dir() for v in versions)
+        assert {p: file_fingerprint(p) for p in versions[0].rglob("*") if p.is_file()} == first  # never rewritten
+        old = runs[0].asset_materializations_for_node("walkforward_fold")[0].metadata["checkpoints"].value
+        new = runs[1].asset_materializations_for_node("walkforward_fold")[0].metadata["checkpoints"].value
+        for kind in old:
+            for path in old[kind]:
+                assert Path(path).is_relative_to(versions[0])
+                assert all(link.status == "ok" for link in trace(path, with_extensions=False).links)
+            assert all(Path(p).is_relative_to(versions[1]) for p in new[kind])  # the metadata points at the new one
