@@ -15,6 +15,7 @@ from plus_ultra_ml.config import ExperimentConfig
 from plus_ultra_ml.data.causality import Mismatch, spread_cuts, truncation_mismatches
 from plus_ultra_ml.data.regimes import label_regimes
 from plus_ultra_ml.features.pipeline import FeatureResult, compute_features
+from plus_ultra_ml.features.registry import FeatureRegistry
 
 
 def after_warmup(result: FeatureResult) -> np.ndarray:
@@ -45,7 +46,8 @@ def constant_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def causality_spot_check(panel: pd.DataFrame, result: FeatureResult, cfg: ExperimentConfig,
-                         symbols: Sequence[str] | None = None, n_cuts: int = 2) -> list[Mismatch]:
+                         symbols: Sequence[str] | None = None, n_cuts: int = 2,
+                         registry: FeatureRegistry | None = None) -> list[Mismatch]:
     """Recompute regimes + features on a symbol sample truncated at random cuts; past values must not move.
 
     The sample keeps its symbols fixed between full and truncated runs, and the cuts fall where every
@@ -62,7 +64,7 @@ def causality_spot_check(panel: pd.DataFrame, result: FeatureResult, cfg: Experi
     pinned = result.config
 
     def compute(p: pd.DataFrame) -> pd.DataFrame:
-        return compute_features(p, pinned, label_regimes(p, cfg.regimes)).frame
+        return compute_features(p, pinned, label_regimes(p, cfg.regimes), registry=registry).frame
 
     return truncation_mismatches(compute, sub, spread_cuts(common, n_cuts, seed=cfg.seed))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ from typer.testing import CliRunner
 
 from plus_ultra_ml.cli import app
 from plus_ultra_ml.data.store import load_panel
+
+from .sources import digest, stored_database
 
 HEADER = "Date,Open,High,Low,Close,Volume\n"
 ROW = "2024-01-{day:02d},10,11,9,10.5,1000\n"
@@ -64,18 +65,11 @@ CASES: dict[str, tuple[str, Callable[[Path], object], int, tuple[str, ...]]] = {
 }
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 @pytest.fixture
 def stored(tmp_path) -> Path:
     """A database that already holds three clean candles of AAA."""
-    (tmp_path / "good.csv").write_text(GOOD)
-    db = tmp_path / "market.db"
-    result = CliRunner().invoke(app, ["ingest", str(db), str(tmp_path / "good.csv"), "--symbol", "AAA"])
-    assert result.exit_code == 0, result.output
-    return db
+    return stored_database(tmp_path, GOOD)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -84,7 +78,7 @@ def test_bad_file_is_one_sentence_and_leaves_the_database_untouched(case, tmp_pa
     source = tmp_path / "in" / name
     source.parent.mkdir()
     write(source)
-    before = _digest(stored)
+    before = digest(stored)
     result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB"])
     assert result.exit_code == code, result.output
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
@@ -92,7 +86,7 @@ def test_bad_file_is_one_sentence_and_leaves_the_database_untouched(case, tmp_pa
     assert str(source) in text and "error:" in text
     for word in words:
         assert word in text, (word, text)
-    assert _digest(stored) == before
+    assert digest(stored) == before
 
 
 def test_a_bad_first_ingest_leaves_no_database_behind(tmp_path):
@@ -119,7 +113,7 @@ def test_a_database_held_by_another_writer_waits_then_fails_clearly(tmp_path, st
     holder = sqlite3.connect(stored, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process is writing
     try:
-        before = _digest(stored)
+        before = digest(stored)
         result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "AAA",
                                           "--busy-timeout", "0.3"])
     finally:
@@ -129,7 +123,7 @@ def test_a_database_held_by_another_writer_waits_then_fails_clearly(tmp_path, st
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert "being written by another process" in text and "--busy-timeout" in text
     assert any("waiting up to 0.3 s" in r.getMessage() for r in caplog.records)  # it said it was waiting
-    assert _digest(stored) == before
+    assert digest(stored) == before
     result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "AAA"])  # released: it works
     assert result.exit_code == 0 and "1 inserted" in " ".join(result.output.split())
 
@@ -138,15 +132,15 @@ def test_seed_style_database_is_refused_with_the_command_that_migrates_it(tmp_pa
     db = make_db(candles(symbols=("AAA",), n=20, freq="1D"), schema="loose")
     source = tmp_path / "more.csv"
     source.write_text(HEADER + ROW.format(day=2))
-    before = _digest(db)
+    before = digest(db)
     result = CliRunner().invoke(app, ["ingest", str(db), str(source), "--symbol", "ZZZ"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in text, text
     assert "seed-style database" in text and "series(timestamp, symbol)" in text and "assets(symbol)" in text
-    assert f"plus-ultra migrate {db} --write" in text and "--migrate" in text and _digest(db) == before
+    assert f"plus-ultra migrate {db} --write" in text and "--migrate" in text and digest(db) == before
     panel = load_panel(db)
     result = CliRunner().invoke(app, ["migrate", str(db)])  # a dry run lists the steps and writes nothing
-    assert result.exit_code == 0 and "to do: series" in result.output and _digest(db) == before
+    assert result.exit_code == 0 and "to do: series" in result.output and digest(db) == before
     result = CliRunner().invoke(app, ["migrate", str(db), "--write"])
     assert result.exit_code == 0 and "done: series" in result.output, result.output
     pd.testing.assert_frame_equal(load_panel(db), panel)  # the same data, now writable
@@ -170,13 +164,13 @@ def test_ingest_migrate_does_it_in_the_same_transaction(tmp_path, make_db, candl
 def test_migrate_refuses_a_database_that_does_not_validate(tmp_path, make_db, candles):
     frame = candles(symbols=("AAA",), n=20, freq="1D")
     db = make_db(pd.concat([frame, frame.iloc[[3]]]), schema="loose")  # one key twice
-    before = _digest(db)
+    before = digest(db)
     for command in (["migrate", str(db), "--write"], ["ingest", str(db), str(tmp_path / "x.csv"), "--migrate"]):
         (tmp_path / "x.csv").write_text(HEADER + ROW.format(day=2))
         result = CliRunner().invoke(app, [*command, *(["--symbol", "ZZZ"] if command[0] == "ingest" else [])])
         text = " ".join(result.output.split())
         assert result.exit_code == 1 and "Traceback" not in text and "not migrated" in text, text
-        assert _digest(db) == before
+        assert digest(db) == before
 
 
 def test_migrate_rewrites_other_iso_notations_as_canonical_text(tmp_path, make_db, candles):
@@ -198,13 +192,13 @@ def test_migrate_rewrites_other_iso_notations_as_canonical_text(tmp_path, make_d
 def test_the_same_candle_with_different_values_in_two_files_is_refused_naming_both(tmp_path, stored):
     (tmp_path / "a.csv").write_text(HEADER + ROW.format(day=8) + ROW.format(day=9))
     (tmp_path / "b.csv").write_text(HEADER + "2024-01-09,10,11,9,10.75,1000\n")
-    before = _digest(stored)
+    before = digest(stored)
     result = CliRunner().invoke(app, ["ingest", str(stored), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
                                       "--symbol", "AAA"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in text, text
     assert f"{tmp_path / 'a.csv'} row 2 and {tmp_path / 'b.csv'} row 1 both hold AAA at 2024-01-09" in text
-    assert "['close']" in text and _digest(stored) == before
+    assert "['close']" in text and digest(stored) == before
     (tmp_path / "b.csv").write_text(HEADER + ROW.format(day=9))  # the same candle twice: fine
     result = CliRunner().invoke(app, ["ingest", str(stored), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
                                       "--symbol", "AAA"])
@@ -216,11 +210,11 @@ def test_a_symbol_with_characters_no_ticker_has_is_refused(tmp_path, stored, sym
     source = tmp_path / "long.csv"
     pd.DataFrame({"Date": ["2024-01-02"], "Symbol": [symbol], "Open": [10], "High": [11], "Low": [9], "Close": [10.5],
                   "Volume": [1000]}).to_csv(source, index=False)
-    before = _digest(stored)
+    before = digest(stored)
     result = CliRunner().invoke(app, ["ingest", str(stored), str(source)])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in text, text
-    assert ("symbol_characters" in text or "symbol" in text.lower()) and _digest(stored) == before
+    assert ("symbol_characters" in text or "symbol" in text.lower()) and digest(stored) == before
 
 
 @pytest.mark.parametrize("symbol", ["BRK.B", "BRK-B", "^GSPC", "EURUSD=X", "BTC/USDT", "GOOG_bt"])
@@ -251,11 +245,11 @@ def test_implausible_values_are_refused_unless_the_bound_is_raised(tmp_path, sto
         frame.loc[1, "High"] = 1e308
     source = tmp_path / "spike.csv"
     frame.to_csv(source, index=False)
-    before = _digest(stored)
+    before = digest(stored)
     result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "not a plausible market value" in text and "Traceback" not in text, text
-    assert flag in text and _digest(stored) == before
+    assert flag in text and digest(stored) == before
 
 
 def test_every_validation_warning_is_printed_during_ingest(tmp_path, caplog):

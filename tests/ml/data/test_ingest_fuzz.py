@@ -12,7 +12,6 @@ prints how many ran.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -25,6 +24,8 @@ from hypothesis import strategies as st
 from plus_ultra_ml.data.ingest import IngestOptions, ingest_files
 from plus_ultra_ml.data.validate import validate_database
 from plus_ultra_ml.errors import PlusUltraError
+
+from .sources import digest, stored_database
 
 HEADER = "Date,Open,High,Low,Close,Volume\n"
 GOOD = HEADER + "".join(f"2024-02-{d:02d},{10 + d / 10:.2f},{11 + d / 10:.2f},{9 + d / 10:.2f},{10.5 + d / 10:.2f},"
@@ -68,27 +69,21 @@ def mutated_csv(draw) -> bytes:
     return bytes(data)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 @pytest.fixture
 def stored(tmp_path) -> Path:
-    (tmp_path / "good.csv").write_text(GOOD)
-    db = tmp_path / "market.db"
-    ingest_files(db, [tmp_path / "good.csv"], IngestOptions(symbol="AAA"))
-    return db
+    return stored_database(tmp_path, GOOD)
 
 
 def _ingest_holds_its_promises(db: Path, source: Path) -> None:
     """Only a PlusUltraError escapes; refused: the database unchanged; accepted: it still validates."""
     work = db.with_name(f"work_{db.name}")
     shutil.copyfile(db, work)
-    before = _digest(work)
+    before = digest(work)
     try:
         ingest_files(work, [source], IngestOptions(symbol="BBB"))
     except PlusUltraError:
-        assert _digest(work) == before
+        assert digest(work) == before
     else:
         assert validate_database(work).ok
     finally:

@@ -12,11 +12,23 @@ A single random network is a random function of informative features, so one see
 chance; the null is "zero on average over initialisations": the mean over seeds of the per-seed IC
 and of the per-seed gross Sharpe must be within 2.5 standard errors (across seeds) of zero. Costs
 are zero so that a null model is not pushed below zero by trading costs.
+
+What these tests can and cannot catch. The mean test cannot see a feature look-ahead: a random
+network fed the next bar's return trades it with a random sign per seed (per-seed gross Sharpe 86,
+-31, 27, -81, 65, -13 were seen, mean about zero). Two things catch that: the causality gate
+(`load_training_data` and the `feature_table` check recompute the features on truncated panels and
+refuse a column whose past moves; tests/ml/experiments/test_causality_gate.py), and here a bound on
+the spread of the per-seed Sharpe: with no information a path's annualised Sharpe has a standard
+error of about sqrt(bars per year / scored bars), so the seeds' standard deviation must stay below
+three of those. The canary test forces the look-ahead past the gate and shows that bound fails.
+Neither catches a leak in the targets' alignment or in the scoring itself (the walk-forward's own
+tests do), nor a leak too weak to move a random network's Sharpe past the bound.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -96,15 +108,23 @@ def t_statistic(values: pd.Series) -> float:
     return float(values.mean() / (values.std(ddof=1) / math.sqrt(len(values))))
 
 
-def run(setting, tmp_path, overrides=(), monkeypatch=None):
-    cfg, data, fold = setting
+def run(setting, tmp_path, overrides=(), monkeypatch=None, data=None):
+    cfg, setting_data, fold = setting
     if overrides:
         cfg = load_config(ROOT / "configs" / "smoke.yaml", [*RECIPE, *overrides])
-    result = run_fold(cfg, data, fold, root=tmp_path)
+    result = run_fold(cfg, data or setting_data, fold, root=tmp_path)
     first, last = fold.split.bounds["test"]
     times = result.predictions.index.get_level_values("timestamp")
     assert times.min() >= first and times.max() <= last and times.min() > fold.cutoff  # out of sample only
-    return per_seed_scores(result.predictions)
+    scores = per_seed_scores(result.predictions)
+    # the standard error of a no-skill path's annualised Sharpe on these bars
+    scores.attrs["sharpe_noise"] = math.sqrt(result.predictions.attrs["periods_per_year"] / times.nunique())
+    return scores
+
+
+def spread_is_noise(scores: pd.DataFrame) -> bool:
+    """The seeds' per-seed Sharpe spread is what chance gives a model without information (< 3 standard errors)."""
+    return bool(scores["sharpe"].std(ddof=1) < 3 * scores.attrs["sharpe_noise"])
 
 
 def test_untrained_model_scores_about_zero(setting, tmp_path):
@@ -112,6 +132,7 @@ def test_untrained_model_scores_about_zero(setting, tmp_path):
     assert len(scores) == SEEDS
     assert abs(t_statistic(scores["ic"])) < 2.5, scores
     assert abs(t_statistic(scores["sharpe"])) < 2.5, scores
+    assert spread_is_noise(scores), (scores, scores.attrs)
 
 
 def test_model_trained_on_shuffled_targets_scores_about_zero(setting, tmp_path, monkeypatch):
@@ -119,6 +140,17 @@ def test_model_trained_on_shuffled_targets_scores_about_zero(setting, tmp_path, 
     scores = run(setting, tmp_path)
     assert abs(t_statistic(scores["ic"])) < 2.5, scores
     assert abs(t_statistic(scores["sharpe"])) < 2.5, scores
+    assert spread_is_noise(scores), (scores, scores.attrs)
+
+
+def test_a_look_ahead_forced_past_the_gate_is_flagged_by_the_spread(setting, tmp_path):
+    """The canary: one extra column holding the next bar's log return (what the causality gate refuses),
+    put into the training data by hand; the untrained recipe's mean stays near zero, its spread does not."""
+    _, data, _ = setting
+    leak = np.log1p(build_targets(data.panel, 1).next_return).reindex(data.features.index).astype(np.float32)
+    leaky = replace(data, features=data.features.assign(canary_next_return=leak.to_numpy()))
+    scores = run(setting, tmp_path, ["train.lr=1e-12"], data=leaky)
+    assert not spread_is_noise(scores), (scores, scores.attrs)
 
 
 def test_the_same_recipe_on_real_targets_is_detected(setting, tmp_path):
