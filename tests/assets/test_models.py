@@ -35,7 +35,9 @@ def test_models_group_materialises_with_lineage_and_checks(small_market, resourc
         pre = result.asset_materializations_for_node("pretrained_backbone")[0].metadata
         sup = result.asset_materializations_for_node("supervised_checkpoint")[0].metadata
         pre_path, sup_path = Path(pre["path"].value), Path(sup["path"].value)
-        assert pre_path.parent.parent.name == "pretrained_backbone" and sup_path.parent.parent.name == "supervised_checkpoint"
+        # checkpoints/<asset>/<this run's id>/<run key>/model.pt: each materialisation its own version
+        assert [pre_path.parents[2].name, pre_path.parents[1].name] == ["pretrained_backbone", result.run_id]
+        assert [sup_path.parents[2].name, sup_path.parents[1].name] == ["supervised_checkpoint", result.run_id]
         assert sup["parent"].value == str(pre_path)
         assert sup["parameters"].value > 0 and sup["steps"].value == 6 and math.isfinite(sup["test_loss"].value)
         for key in ("test_ic_next_bar", "test_sharpe_net", "baseline_linear_ic_next_bar", "wall_time_s"):
