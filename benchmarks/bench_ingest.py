@@ -1,7 +1,7 @@
 """CSV -> SQLite ingest throughput: `plus-ultra ingest` against `pandas.read_csv` + `DataFrame.to_sql`.
 
 Writes one long CSV (timestamp, symbol, open, high, low, close, volume; --symbols x --bars rows of
-valid candles, daily bars; cached under --workdir) and times, interleaved in one process, best of
+valid candles, business days or --freq intraday bars; cached under --workdir) and times, interleaved in one process, best of
 --repeats runs each, into a fresh database every run:
   pandas    pandas.read_csv + to_sql into a table with the contract's DDL (no checks: the floor a
             careless import reaches)
@@ -10,7 +10,8 @@ valid candles, daily bars; cached under --workdir) and times, interleaved in one
 and, for ingest, the split between reading + checking (`prepare_rows`) and writing. Wall and CPU
 seconds are printed (the machine may be shared); the ratio is ingest / pandas.
 
-Usage: python benchmarks/bench_ingest.py [--symbols 100] [--bars 10000] [--repeats 3] [--workdir /tmp/bench_ingest]
+Usage: python benchmarks/bench_ingest.py [--symbols 100] [--bars 10000] [--freq 1D|15min] [--repeats 3]
+           [--workdir /tmp/bench_ingest]
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from plus_ultra_ml.data.ingest import IngestOptions, ingest_files, prepare_rows,
 from plus_ultra_ml.data.schema import create_schema
 
 
-def write_csv(path: Path, symbols: int, bars: int, seed: int = 0) -> Path:
+def write_csv(path: Path, symbols: int, bars: int, freq: str, seed: int = 0) -> Path:
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    times = pd.bdate_range("1990-01-01", periods=bars, tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    grid = pd.bdate_range("1990-01-01", periods=bars, tz="UTC") if freq == "1D" else \
+        pd.date_range("2020-01-01", periods=bars, freq=freq, tz="UTC")
+    times = grid.strftime("%Y-%m-%dT%H:%M:%SZ")
     parts = []
     for k in range(symbols):
         close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))
@@ -61,11 +64,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--bars", type=int, default=10_000)
+    parser.add_argument("--freq", default="1D", help="1D (business days) or a pandas frequency such as 15min")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_ingest"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    csv = write_csv(args.workdir / f"candles_{args.symbols}x{args.bars}.csv", args.symbols, args.bars)
+    csv = write_csv(args.workdir / f"candles_{args.symbols}x{args.bars}_{args.freq}.csv", args.symbols, args.bars,
+                    args.freq)
     rows = args.symbols * args.bars
     print(f"{csv}: {rows:,} rows, {csv.stat().st_size / 1e6:.0f} MB")
     best: dict[str, tuple[float, float]] = {}
