@@ -174,20 +174,36 @@ def to_contract(frame: pd.DataFrame, options: IngestOptions, source: str = "fram
     out["symbol"] = frame["symbol"].astype("string")
     out["timestamp_raw"] = frame["timestamp"].astype(object).to_numpy()
     for column in (*OHLCV_COLUMNS, *(c for c in OPTIONAL_SERIES_COLUMNS if c in frame)):
-        out[column] = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+        out[column] = _numbers(frame[column], column, out, source)
     for column in (CLOSE_ONLY, VOLUME_KNOWN):
         if column in frame:
             out[column] = frame[column].astype(bool).to_numpy()
     for column in options.indicator_columns:
         if column not in frame:
             raise PlusUltraError(f"{source}: indicator column {column!r} not found")
-        out[f"indicator:{column}"] = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+        out[f"indicator:{column}"] = _numbers(frame[column], column, out, source)
     if adjust_key is not None:
         factor = pd.to_numeric(frame["adj_close"], errors="coerce").to_numpy(dtype=float) / out["close"].to_numpy()
         for column in ("open", "high", "low", "close", *(c for c in ("vwap",) if c in out)):
             out[column] = out[column] * factor
         out["volume"] = out["volume"] / factor
     return out
+
+
+def _numbers(values: pd.Series, column: str, rows: pd.DataFrame, source: str) -> np.ndarray:
+    """A source column as float64; text that is not a number ('ten', '1,5') is refused by row, not read as
+    missing (an empty cell stays NaN, for the missing-value rule to report)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    text = values.astype("string").str.strip()
+    bad = (numbers.isna() & text.notna() & (text != "") & ~text.str.lower().isin(["nan", "na", "null", "none"])
+           ).to_numpy(dtype=bool)
+    if bad.any():
+        where = [f"{'line' if 'line' in rows else 'row'} {rows[('line' if 'line' in rows else 'row')].iloc[i]}: "
+                 f"{values.iloc[i]!r}" for i in np.flatnonzero(bad)[:3]]
+        raise PlusUltraError(f"{source}: column {column} holds text that is not a number ({int(bad.sum())} rows; "
+                             f"{', '.join(where)}); write plain numbers with a dot for decimals, or map another "
+                             "column with --map")
+    return numbers.astype(float).to_numpy()
 
 
 def _close_only_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -61,6 +61,19 @@ CASES: dict[str, tuple[str, Callable[[Path], object], int, tuple[str, ...]]] = {
                         ("no column for ['close']", "--map")),
     "negative_price": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,11,9,-10.5,1000\n"), 1, ("close",)),
     "high_below_low": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,8,9,10.5,1000\n"), 1, ("high",)),
+    "tab_separated": ("x.csv", lambda p: p.write_text(GOOD.replace(",", "\t")), 1, ("no column for", "--map")),
+    "negative_volume": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,11,9,10.5,-5\n"), 1,
+                        ("volume must be >= 0",)),
+    "empty_price_cell": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,,11,9,10.5,1000\n"), 1,
+                         ("column open is empty",)),
+    "infinite_price": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,10,inf,9,10.5,1000\n"), 1, ("+/-inf",)),
+    "text_price": ("x.csv", lambda p: p.write_text(HEADER + "2024-01-02,ten,11,9,10.5,1000\n"), 1,
+                   ("column open holds text that is not a number", "line 2: 'ten'")),
+    "decimal_comma": ("x.csv", lambda p: p.write_text(HEADER + '2024-01-02,"10,5",11,9,10.5,1000\n'), 1,
+                      ("not a number", "'10,5'")),
+    "two_close_columns": ("x.csv", lambda p: p.write_text("Date,Open,High,Low,Close,close,Volume\n"
+                                                          "2024-01-02,10,11,9,10.5,10.5,1000\n"), 1,
+                          ("several source columns map to ['close']",)),
     "duplicate_keys": ("x.csv", lambda p: p.write_text(HEADER + ROW.format(day=2) * 2), 1, ("several rows share (symbol, timestamp)",)),
 }
 
@@ -261,3 +274,25 @@ def test_every_validation_warning_is_printed_during_ingest(tmp_path, caplog):
     assert result.exit_code == 0, result.output  # accepted
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(str(source) in m and "jump" in m for m in warnings), warnings
+
+
+
+@pytest.mark.parametrize(("zone", "words"), [("America/New_York", "NonExistentTimeError"),
+                                              ("Mars/Phobos", "UnknownTimeZoneError")])
+def test_times_that_cannot_be_localised_are_refused(tmp_path, stored, zone, words):
+    source = tmp_path / "dst.csv"  # 02:30 on 2024-03-10 does not exist in New York (the clocks jump)
+    source.write_text(HEADER + "2024-03-10T02:30:00,10,11,9,10.5,1000\n2024-03-10T03:30:00,10,11,9,10.5,1000\n")
+    before = digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB", "--timezone", zone])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text and words in text and "--timezone" in text, text
+    assert digest(stored) == before
+
+
+def test_a_header_without_rows_ingests_nothing_and_says_so(tmp_path, stored):
+    source = tmp_path / "header.csv"
+    source.write_text(HEADER)
+    before = digest(stored)
+    result = CliRunner().invoke(app, ["ingest", str(stored), str(source), "--symbol", "BBB"])
+    assert result.exit_code == 0 and "0 inserted" in " ".join(result.output.split()), result.output
+    assert digest(stored) == before
