@@ -27,8 +27,8 @@ def test_spot_check_still_catches_a_feature_that_reads_the_future(monkeypatch):
     result = compute_features(panel, cfg.features, label_regimes(panel, cfg.regimes))
     honest = quality.compute_features
 
-    def reads_the_future(p, config, labels):  # every mkt_ret_1 moves with the panel's last close
-        out = honest(p, config, labels)
+    def reads_the_future(p, config, labels, **options):  # every mkt_ret_1 moves with the panel's last close
+        out = honest(p, config, labels, **options)
         out.frame["mkt_ret_1"] = out.frame["mkt_ret_1"] + float(p["close"].iloc[-1])
         return out
 
