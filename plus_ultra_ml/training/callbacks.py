@@ -1,4 +1,11 @@
-"""Callbacks: checkpoints (last + best), early stopping, LR monitor, diagnostics, progress.
+"""Callbacks: checkpoints (last + best), early stopping, LR monitor, diagnostics, progress, random state.
+
+`RandomStateCallback` puts the process's random generators (torch, numpy, Python) into every
+checkpoint and restores them when a fit resumes from one, so a run killed after an epoch's
+`last.ckpt` and resumed draws the same shuffles, dropout masks and symbol dropout as an uninterrupted
+run with the same seed: the same weights and metrics, bit for bit (a slow test kills one with SIGKILL).
+A checkpoint written mid-epoch (`checkpoint_every_n_steps`) restores the generators too, but the
+loader restarts its epoch's order, so such a resume is not bit-identical.
 
 `DiagnosticsCallback` watches three things and logs a warning when one crosses its threshold
 (training goes on; the numbers are also logged as metrics):
@@ -22,7 +29,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import random
+
 import lightning as L
+import numpy as np
 import torch
 
 from plus_ultra_ml.config import DiagnosticsConfig
@@ -136,3 +146,25 @@ class ProgressCallback(L.Callback):
         total = trainer.estimated_stepping_batches
         self.report(trainer.global_step, int(total) if math.isfinite(total) else 0, metrics)
 
+
+
+class RandomStateCallback(L.Callback):
+    """The generators' states in the checkpoint (plain containers and tensors: safe for weights_only loads)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        return {"torch": torch.get_rng_state(),
+                "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                          "has_gauss": int(has_gauss), "cached": float(cached)},
+                "python": {"version": version, "internal": list(internal),
+                           "gauss": None if gauss is None else float(gauss)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"],
+                             n["cached"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+        logger.info("random generators restored from the checkpoint")

@@ -52,7 +52,7 @@ from plus_ultra_ml.models.encoder import RowEncoder
 from plus_ultra_ml.models.registry import build_from_config
 from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.threads import torch_threads
-from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback
+from plus_ultra_ml.training.callbacks import DiagnosticsCallback, ProgressCallback, RandomStateCallback
 from plus_ultra_ml.training.datamodule import WindowDataModule
 from plus_ultra_ml.training.evaluate import predict_segment
 from plus_ultra_ml.training.lit_modules import PretrainModule, SupervisedModule
@@ -213,7 +213,8 @@ def _fit(kind: str, cfg: ExperimentConfig, loop: LoopConfig, module_for: Callabl
     run_dir.mkdir(parents=True, exist_ok=True)
     module = module_for(dm)
     best, last = _checkpoint_callbacks(run_dir, loop, monitor, mode)
-    callbacks: list[Callback] = [best, last, LearningRateMonitor(logging_interval="step"), *extra_callbacks]
+    callbacks: list[Callback] = [best, last, LearningRateMonitor(logging_interval="step"), RandomStateCallback(),
+                                 *extra_callbacks]
     if loop.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=loop.early_stopping_patience))
     if progress is not None:

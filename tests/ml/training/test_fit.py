@@ -234,6 +234,67 @@ def test_sigkill_mid_training_resumes_from_last_checkpoint(tmp_path):
     assert lineage.training["resumed_from_step"] == int(step) and lineage.training["epochs"] == 12
 
 
+BIT_IDENTICAL = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+from conftest import TINY_MODEL, planted_data, tiny_config
+from plus_ultra_ml.training.fit import train_supervised
+cfg = tiny_config(model={{"backbone": {{**TINY_MODEL, "dropout": 0.2}}}},
+                  train={{"epochs": 6, "limit_train_batches": 4, "limit_val_batches": 2}})
+result = train_supervised(cfg, planted_data(), root={root!r})
+torch.save({{"metrics": result.metrics, "resumed_from_step": result.lineage.training["resumed_from_step"]}},
+           {out!r})
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_an_epoch_and_resumed_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def script(name: str) -> Path:
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(BIT_IDENTICAL.format(tests=str(HERE), root=str(tmp_path / name),
+                                                             out=str(tmp_path / f"{name}.pt"))))
+        return path
+
+    whole = subprocess.run([sys.executable, str(script("whole"))], capture_output=True, text=True, env=env, timeout=600)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    victim = subprocess.Popen([sys.executable, str(script("killed"))], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    killed_at = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and victim.poll() is None and killed_at is None:
+            for last in (tmp_path / "killed").glob("*/lightning/last.ckpt"):
+                try:
+                    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+                except Exception:  # being replaced right now: look again
+                    continue
+                if step >= 8:  # after epoch 2 (4 steps an epoch): an epoch-boundary checkpoint
+                    victim.send_signal(signal.SIGKILL)
+                    killed_at = step
+            time.sleep(0.05)
+    finally:
+        if victim.poll() is None and killed_at is None:
+            victim.kill()
+        victim.wait(timeout=60)
+    assert killed_at is not None and victim.returncode == -signal.SIGKILL
+    resumed = subprocess.run([sys.executable, str(script("killed"))], capture_output=True, text=True, env=env,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    a, b = torch.load(tmp_path / "whole.pt", weights_only=False), torch.load(tmp_path / "killed.pt", weights_only=False)
+    assert a["resumed_from_step"] is None and b["resumed_from_step"] >= 8
+    (model_a,), (model_b,) = (tmp_path / "whole").glob("*/model.pt"), (tmp_path / "killed").glob("*/model.pt")
+    state_a = load_checkpoint(model_a).net.state_dict()
+    state_b = load_checkpoint(model_b).net.state_dict()
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    differ = {k: (a["metrics"][k], b["metrics"][k]) for k in a["metrics"]
+              if not (a["metrics"][k] == b["metrics"][k] or (a["metrics"][k] != a["metrics"][k]
+                                                             and b["metrics"][k] != b["metrics"][k]))}
+    assert differ == {}, differ
+
+
 # ------------------------------------------------------------------------------------------ tracking
 def test_online_tracking_is_refused(planted, tmp_path):
     with pytest.raises(ConfigError, match="network"):
