@@ -223,6 +223,11 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
         notes.append(f"portfolio strategies {', '.join(added)}: the strategies' scores through the portfolio room "
                      f"({' and '.join(portfolio.constructions)}, k={portfolio.k}, gross {portfolio.gross_leverage:g}, rebalanced every "
                      f"{portfolio.rebalance_every} bar(s)), booked as weights (sum over names) net of the same costs.")
+        widest = int(frame.groupby(times, observed=True).size().max()) // max(frame["seed"].nunique(), 1)
+        if "long_only_topk" in portfolio.constructions and widest <= portfolio.k:
+            notes.append(f"the long_only_topk books hold every name (at most {widest} names at a date, k="
+                         f"{portfolio.k}): they are the equal-weight universe whatever the score; lower portfolio.k "
+                         "for a comparison that means anything.")
     if n_trials and n_trials > 1:
         sharpes = np.array([metrics.sharpe_ratio(returns[s].dropna().to_numpy(), 1.0) for s in strategies])
         variance = float(np.nanvar(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0

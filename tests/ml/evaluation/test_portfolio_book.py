@@ -148,3 +148,11 @@ def test_paired_compares_a_book_with_the_models_book_of_the_same_construction():
         sharpe(both["model@long_short"]) - sharpe(both["rival@long_short"]), rel=1e-9)
     assert paired.loc["rival@long_short", "sharpe_diff_low"] > 0  # the real forecast beats the shuffled one
     assert "model_side" not in set(report.metrics_table()["metric"])
+
+
+def test_a_long_only_book_that_holds_every_name_says_so():
+    pred = predictions()  # 8 names
+    wide = PortfolioConfig(construction="long_only_topk", k=8, max_weight=0.5)
+    assert any("hold every name" in n for n in build_report(pred, COSTS, portfolio=wide).notes)
+    narrow = PortfolioConfig(construction="long_only_topk", k=2, max_weight=0.5)
+    assert not any("hold every name" in n for n in build_report(pred, COSTS, portfolio=narrow).notes)
