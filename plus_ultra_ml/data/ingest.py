@@ -87,6 +87,10 @@ class IngestResult:
 # --------------------------------------------------------------------------------------------
 # reading and normalising sources
 # --------------------------------------------------------------------------------------------
+TEXT_SUFFIXES = (".csv", ".txt", ".gz")  # read as CSV (a .gz decompressed first); rows have line numbers
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
 def read_source(path: str | Path) -> pd.DataFrame:
     """A CSV (optionally gzipped) or Parquet source as read, or `SourceUnreadableError` naming the file,
     what is wrong with it and the fix (never the reader's own exception)."""
@@ -94,13 +98,13 @@ def read_source(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise SourceUnreadableError(f"source file {path} does not exist or is not a file")
     suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+    if suffix not in (*PARQUET_SUFFIXES, *TEXT_SUFFIXES):
         raise SourceUnreadableError(f"source file {path}: unsupported type {suffix!r}; use .csv, .csv.gz or .parquet")
     if path.stat().st_size == 0:
         raise SourceUnreadableError(f"source file {path} is empty (0 bytes); export the candles again, with a "
                                     "header line")
     try:
-        if suffix in (".parquet", ".pq"):
+        if suffix in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -125,7 +129,7 @@ def read_source(path: str | Path) -> pd.DataFrame:
 
 def is_text_source(source: str) -> bool:
     """A CSV-like file (its rows have line numbers)."""
-    return Path(source).suffix.lower() in (".csv", ".txt", ".gz")
+    return Path(source).suffix.lower() in TEXT_SUFFIXES
 
 
 def _normalise_header(name: str) -> str:
@@ -198,8 +202,8 @@ def _numbers(values: pd.Series, column: str, rows: pd.DataFrame, source: str) ->
     bad = (numbers.isna() & text.notna() & (text != "") & ~text.str.lower().isin(["nan", "na", "null", "none"])
            ).to_numpy(dtype=bool)
     if bad.any():
-        where = [f"{'line' if 'line' in rows else 'row'} {rows[('line' if 'line' in rows else 'row')].iloc[i]}: "
-                 f"{values.iloc[i]!r}" for i in np.flatnonzero(bad)[:3]]
+        locator = "line" if "line" in rows else "row"
+        where = [f"{locator} {rows[locator].iloc[i]}: {values.iloc[i]!r}" for i in np.flatnonzero(bad)[:3]]
         raise PlusUltraError(f"{source}: column {column} holds text that is not a number ({int(bad.sum())} rows; "
                              f"{', '.join(where)}); write plain numbers with a dot for decimals, or map another "
                              "column with --map")
@@ -257,11 +261,11 @@ def _localise_values(raw: pd.Series, timezone: str) -> pd.Series:
         text = values.astype("string").str.strip()
         if text.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).all():
             return raw  # epoch numbers are UTC by definition
-        offsets = text.str.extract(rules.TIME_OFFSET, expand=False)
+        offsets = rules.utc_offsets(text)
         aware = offsets.notna().to_numpy()
         if aware.any() and not aware[text.notna().to_numpy()].all():
             return raw  # naive beside offset-bearing times: validation rejects the mix, naming the rows
-        several = offsets[aware].str.replace(":", "").replace("Z", "+0000").nunique() > 1
+        several = offsets[aware].nunique() > 1
         # several offsets in one file (Z beside +05:00): each time is converted to UTC by its own offset
         stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=bool(several))
         if not isinstance(stamps, pd.DatetimeIndex):
@@ -538,16 +542,16 @@ def _refuse_conflicting_files(batches: Sequence[tuple[str, pd.DataFrame]]) -> No
     keyed = pd.concat([rows[["symbol", "timestamp", "row", *value_columns]].assign(source=source)
                        for source, rows in batches], ignore_index=True)
     keyed["symbol"] = keyed["symbol"].astype(str)
-    shared = keyed[keyed.duplicated(["symbol", "timestamp"], keep=False)]
-    if shared.empty:
+    key = ["symbol", "timestamp"]
+    shared = keyed[keyed.duplicated(key, keep=False)]  # across files: check_rows refused repeats within one
+    differs = shared.groupby(key, sort=True)[value_columns].nunique(dropna=False).gt(1)  # (keys, columns)
+    conflicting = differs.index[differs.any(axis=1)]
+    if conflicting.empty:
         return
-    for _, group in shared.groupby(["symbol", "timestamp"], sort=True):
-        values = group[value_columns].to_numpy(dtype=float)
-        if group["source"].nunique() > 1 and not (np.isclose(values, values[0], rtol=0, atol=0, equal_nan=True)).all():
-            first, second = group.iloc[0], group[group["source"] != group.iloc[0]["source"]].iloc[0]
-            differs = [c for c in value_columns if not np.isclose(first[c], second[c], rtol=0, atol=0, equal_nan=True)]
-            raise PlusUltraError(
-                f"{first['source']} row {first['row']} and {second['source']} row {second['row']} both hold "
-                f"{first['symbol']} at {pd.Timestamp(first['timestamp']).isoformat()} with different {differs} "
-                f"({[first[c] for c in differs]} vs {[second[c] for c in differs]}); keep the candle in one file "
-                "(or ingest the files one at a time, the later one updating), nothing was written")
+    first, second = shared.set_index(key).loc[[conflicting[0]]].iloc[:2].reset_index().itertuples(index=False)
+    columns = [c for c in value_columns if differs.loc[conflicting[0], c]]
+    raise PlusUltraError(
+        f"{first.source} row {first.row} and {second.source} row {second.row} both hold {first.symbol} at "
+        f"{pd.Timestamp(first.timestamp).isoformat()} with different {columns} "
+        f"({[getattr(first, c) for c in columns]} vs {[getattr(second, c) for c in columns]}); keep the candle in one "
+        "file (or ingest the files one at a time, the later one updating), nothing was written")

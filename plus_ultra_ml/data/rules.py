@@ -85,6 +85,11 @@ def issue_if(
 # --------------------------------------------------------------------------------------------
 # timestamps
 # --------------------------------------------------------------------------------------------
+def utc_offsets(text: pd.Series) -> pd.Series:
+    """The UTC offset each time text ends with, in one notation (Z and +00:00 -> +0000); NA when naive."""
+    return text.str.extract(TIME_OFFSET, expand=False).str.replace(":", "").replace("Z", "+0000")
+
+
 def _classify_times(unique: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, pd.Series]:
     """For distinct stored times: parsed UTC value, is-number, has-offset, and the offset text."""
     text = unique.astype("string").str.strip()
@@ -100,8 +105,8 @@ def _classify_times(unique: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarra
     offsets = pd.Series(pd.NA, index=unique.index, dtype="string")
     if is_text.any():
         parsed[is_text] = pd.to_datetime(text[is_text], format="ISO8601", utc=True, errors="coerce")
-        offsets[is_text] = text[is_text].str.extract(TIME_OFFSET, expand=False)
-    return parsed, is_number, offsets.notna().to_numpy(), offsets.str.replace(":", "").replace("Z", "+0000")
+        offsets[is_text] = utc_offsets(text[is_text])
+    return parsed, is_number, offsets.notna().to_numpy(), offsets
 
 
 def parse_timestamp_column(raw: pd.Series, table: str, row: pd.Series,

@@ -46,7 +46,7 @@ import pandas as pd
 
 from plus_ultra_ml.config import CostConfig
 from plus_ultra_ml.errors import PlusUltraError
-from plus_ultra_ml.evaluation.oracle import COST_HORIZON_BARS, MU_INDICATOR, coordinate_step
+from plus_ultra_ml.evaluation.oracle import COST_HORIZON_BARS, MU_COLUMN, coordinate_step
 from plus_ultra_ml.objectives.pnl import hold_rate, trade_rate
 
 MAX_NEWTON_STEPS = 200  # per bar; a warm start needs a handful
@@ -354,7 +354,7 @@ def panel_dollar_neutral_positions(panel: pd.DataFrame, costs: CostConfig, model
                                    rule: DollarNeutralRule) -> pd.Series:
     """Oracle sleeves on a (symbol, timestamp) panel carrying ind__truth_oracle, over its whole history
     from flat; a bar where a symbol has no truth is flat for it (and leaves the budget)."""
-    column = f"ind__{MU_INDICATOR}"
+    column = MU_COLUMN
     if column not in panel.columns:
         raise PlusUltraError(f"the panel has no {column} column: the oracle needs the universe fixture's truth "
                              "indicators; rebuild the database with `plus-ultra fixture --universe N --overwrite`")

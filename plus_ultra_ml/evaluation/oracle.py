@@ -49,6 +49,8 @@ from plus_ultra_ml.objectives.pnl import hold_rate, trade_rate
 
 MU_INDICATOR = "truth_oracle"  # E[next simple return | generator state], per (symbol, bar)
 SIGMA_INDICATOR = "truth_sigma"  # sd of the next simple return given the state
+MU_COLUMN = f"ind__{MU_INDICATOR}"  # their panel columns
+SIGMA_COLUMN = f"ind__{SIGMA_INDICATOR}"
 COST_HORIZON_BARS = 4.0  # chosen on fixtures of seeds 101-103 (docs/evaluation.md); see the module doc
 MAX_SWEEPS = 200
 
@@ -207,7 +209,7 @@ def panel_oracle_positions(panel: pd.DataFrame, costs: CostConfig, rule: OracleR
     Every symbol's path runs over the panel's whole history from flat (a walk-forward joins the rows
     it scores); a bar where a symbol has no truth is flat for it.
     """
-    columns = [f"ind__{MU_INDICATOR}", f"ind__{SIGMA_INDICATOR}"]
+    columns = [MU_COLUMN, SIGMA_COLUMN]
     missing = [c for c in columns if c not in panel.columns]
     if missing:
         raise PlusUltraError(f"the panel has no {missing} column(s): the oracle needs the fixture's truth "

@@ -43,7 +43,7 @@ import base64
 import io
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,7 +204,7 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
             sectors = frame[SECTOR].groupby(level="symbol", observed=True).first().astype(str).to_dict()
         frame, added = with_portfolio_strategies(frame, portfolio, sectors=sectors, periods_per_year=ppy)
         n_trials = n_trials + len(added) if n_trials else n_trials
-    lags = _lags(frame, costs, ppy, execution.compare_lags)  # from the decisions, before any lag is applied
+    decisions = frame  # the lag table shifts these; the report is booked at the configured lag
     frame = lagged(frame, execution.execution_lag)
     strategies = strategies_of(frame)
     per_row = symbol_returns(frame, costs)
@@ -264,7 +264,8 @@ def build_report(predictions: pd.DataFrame, costs: CostConfig, *, title: str = "
                   regimes=_regimes(frame, costs, strategies), ic=_ic(frame), returns=returns,
                   periods_per_year=ppy, notes=notes, strategy_ic=_strategy_ic(forecasts, target),
                   paired=_paired(returns, forecasts, target, ppy, seed), ppo_selection=_ppo_selection(frame, costs, ppy),
-                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy), lags=lags,
+                  references=references, per_symbol=_per_symbol(per_row, strategies, ppy),
+                  lags=_lags(decisions, costs, ppy, execution, returns),
                   cross_section=cross_section)
 
 
@@ -327,20 +328,25 @@ def symbols_file(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}_symbols.parquet")
 
 
-def _lags(frame: pd.DataFrame, costs: CostConfig, ppy: float, lags: Sequence[int]) -> pd.DataFrame:
+def _lags(decisions: pd.DataFrame, costs: CostConfig, ppy: float, execution: ExecutionConfig,
+          booked: pd.DataFrame) -> pd.DataFrame:
     """(strategy or reference) x sharpe_lag<L>: net Sharpe of the whole path when every order fills L bars
-    after its decision bar (references marked "(reference)"); empty when fewer than two lags are asked."""
-    if len(lags) < 2:
+    after its decision bar (references marked "(reference)"), one `portfolio_returns` per lag (the report's own
+    returns at `execution_lag`, `booked`, for the strategies); empty when fewer than two lags are asked."""
+    if len(execution.compare_lags) < 2:
         return pd.DataFrame()
+    names = references_of(decisions)
     columns = {}
-    for lag in lags:
-        moved = lagged(frame, lag)
-        returns = portfolio_returns(moved, costs)
-        sharpe = {s: metrics.sharpe_ratio(returns[s].dropna().to_numpy(), ppy) for s in returns.columns}
-        references = _references(moved, costs, ppy, 0)
-        for name in references_of(moved):
-            sharpe[reference_label(name)] = references.loc[("all", name), "sharpe"]
-        columns[f"sharpe_lag{lag}"] = sharpe
+    for lag in execution.compare_lags:
+        moved = lagged(decisions, lag)
+        as_strategies = moved.rename(columns={REFERENCE + n: POSITION + reference_label(n) for n in names})
+        if lag == execution.execution_lag:  # the strategies are already booked at this lag
+            as_strategies = as_strategies.drop(columns=[POSITION + s for s in booked.columns])
+        returns = portfolio_returns(as_strategies, costs) if strategies_of(as_strategies) else pd.DataFrame()
+        if lag == execution.execution_lag:
+            returns = booked.join(returns) if not returns.empty else booked
+        columns[f"sharpe_lag{lag}"] = {s: metrics.sharpe_ratio(returns[s].dropna().to_numpy(), ppy)
+                                       for s in returns.columns}
     return pd.DataFrame(columns).rename_axis("strategy")
 
 

@@ -37,12 +37,11 @@ import pandas as pd
 
 from plus_ultra_ml.config import CostConfig, ExperimentConfig
 from plus_ultra_ml.data.calendar import panel_periods_per_year
-from plus_ultra_ml.data.schema import INDICATOR_PREFIX
 from plus_ultra_ml.data.store import database_sectors
 from plus_ultra_ml.data.training_data import TrainingData
 from plus_ultra_ml.data.windows import build_targets
 from plus_ultra_ml.evaluation.baselines import ForecastPositions, run_baselines
-from plus_ultra_ml.evaluation.oracle import MU_INDICATOR
+from plus_ultra_ml.evaluation.oracle import MU_COLUMN
 from plus_ultra_ml.evaluation.predictions import (FORECAST, PERIODS_PER_YEAR, POSITION, PPO_KEPT, RAW, REFERENCE,
                                                    REFERENCE_SCORE, REGIME, SECTOR, SIGNAL, TARGET)
 from plus_ultra_ml.evaluation.walkforward import Fold
@@ -52,7 +51,6 @@ from plus_ultra_ml.synthetic.fixture import oracle_reference
 from plus_ultra_ml.training.fit import RunIds, train_supervised
 
 logger = logging.getLogger(__name__)
-ORACLE_SCORE = INDICATOR_PREFIX + MU_INDICATOR  # ind__truth_oracle: evaluation-only, never a feature
 
 
 @dataclass(frozen=True)
@@ -136,8 +134,8 @@ def fixture_references(panel: pd.DataFrame, db_path: str | Path | None, costs: C
     if oracle is None:
         return {}
     out = {REFERENCE + "oracle": oracle}
-    if ORACLE_SCORE in panel:
-        out[REFERENCE_SCORE + "oracle"] = panel[ORACLE_SCORE]
+    if MU_COLUMN in panel:  # ind__truth_oracle: evaluation-only, never a feature
+        out[REFERENCE_SCORE + "oracle"] = panel[MU_COLUMN]
     return out
 
 

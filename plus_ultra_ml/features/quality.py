@@ -74,5 +74,5 @@ def _listed_together(panel: pd.DataFrame, sample: Sequence[str]) -> tuple[pd.Dat
     sub = panel[panel.index.get_level_values("symbol").isin(sample)]
     sub.index = sub.index.remove_unused_levels()
     times = sub.index.get_level_values("timestamp")
-    listed = pd.Series(1, index=times).groupby(level=0).size()
+    listed = times.value_counts()  # symbols with a row at each timestamp
     return sub, sub[times.isin(listed.index[listed == len(sample)])]

@@ -45,7 +45,7 @@ from plus_ultra_ml.rl.ppo import PPOResult, UpdateRecord, finetune, segment_scor
 from plus_ultra_ml.rl.select import Selection, select_policy
 from plus_ultra_ml.rl.trained import env_record
 from plus_ultra_ml.training.fit import RunIds
-from plus_ultra_ml.training.tracking import RunContext, make_tracking
+from plus_ultra_ml.training.tracking import make_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,8 @@ def run_key(cfg: ExperimentConfig, parent_fingerprint: str, data: TrainingData) 
 def _track(cfg: ExperimentConfig, data: TrainingData, run_ids: RunIds, run_dir: Path,
            history: list[UpdateRecord]) -> str | None:
     """The fine-tune's W&B run (training/tracking.py, job type ppo): one step per PPO update; its id."""
-    context = RunContext("ppo", cfg.fingerprint(), data.db_fingerprint, run_ids.dagster_run_id,
-                         run_ids.dagster_partition)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tracking = make_tracking(cfg.tracking, run_dir, context, cfg.to_dict())
+    tracking = make_tracking(cfg.tracking, run_dir, run_ids.tracking("ppo", cfg, data.db_fingerprint), cfg.to_dict())
     try:
         for record in history:
             values = {f"ppo/{k}": float(v) for k, v in record.to_dict().items()

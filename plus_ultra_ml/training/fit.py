@@ -76,6 +76,10 @@ class RunIds:
     dagster_asset: str | None = None
     dagster_partition: str | None = None
 
+    def tracking(self, stage: str, cfg: ExperimentConfig, data_fingerprint: str | None) -> RunContext:
+        """What the W&B run of a fit at `stage` is grouped and traced by (training/tracking.py)."""
+        return RunContext(stage, cfg.fingerprint(), data_fingerprint, self.dagster_run_id, self.dagster_partition)
+
 
 @dataclass(frozen=True)
 class FitResult:
@@ -220,8 +224,7 @@ def _fit(kind: str, cfg: ExperimentConfig, loop: LoopConfig, module_for: Callabl
     if progress is not None:
         callbacks.append(ProgressCallback(progress))
     ckpt_path, resumed_from = _resume_point(run_dir, resume)
-    context = RunContext(kind, cfg.fingerprint(), data_fingerprint, run_ids.dagster_run_id, run_ids.dagster_partition)
-    tracking = make_tracking(cfg.tracking, run_dir, context, cfg.to_dict(),
+    tracking = make_tracking(cfg.tracking, run_dir, run_ids.tracking(kind, cfg, data_fingerprint), cfg.to_dict(),
                              run_id=_wandb_id(run_dir) if ckpt_path else None)
     trainer = _trainer(cfg, loop, run_dir, callbacks, tracking.loggers, curriculum)
     started = time.perf_counter()
